@@ -1,0 +1,35 @@
+# Two commands matter: `make demo` (set up, run the main job) and `make test` (set up, run the tests).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRA ?= cpu
+
+.PHONY: setup test demo lint proto clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml client/pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first: the local CPU build; the project's range then installs nothing more.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ./client
+	$(BIN)/pip install -q -e ".[$(EXTRA),test]"
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/polyskill demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/python scripts/gen_proto.py --check
+
+proto: setup
+	$(BIN)/python scripts/gen_proto.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

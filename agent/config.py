@@ -1,0 +1,68 @@
+"""The network's configuration: one typed place for every architectural setting."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+
+@dataclass
+class NetworkConfig:
+    agent: Literal["amago2", "baseline"] = "amago2"
+    """amago2: two-hot critic + binary-filtered BC (scale-invariant); baseline: scalar PopArt critic
+    + Q-maximising actor (AMAGO-1 style, reward-scale dependent)."""
+    d_model: int = 128
+    """Width of the trajectory transformer (and of the timestep embedding)."""
+    num_layers: int = 2
+    num_heads: int = 8
+    d_ff: int = 512
+    dropout: float = 0.05
+    context_length: int = 64
+    """Tokens the policy attends over; at inference the KV cache slides past this window."""
+    encoder_hidden: int = 256
+    """Hidden width of the timestep encoder MLP."""
+    image_channels: int = 32
+    """Width of the small CNN used for image fields."""
+    text_embed_dim: int = 32
+    head_hidden: int = 256
+    """Hidden width of actor and critic MLPs."""
+    num_critics: int = 4
+    gammas: tuple[float, ...] = (0.1, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999)
+    """Discounts learned at once (multi-gamma); the policy acts with the last one."""
+    num_bins: int = 64
+    bin_low: float = -1e5
+    bin_high: float = 1e5
+    log_std_min: float = -5.0
+    log_std_max: float = 1.0
+    prob_min: float = 1e-3
+    """Discrete policies clip action probabilities to [prob_min, prob_max]."""
+    prob_max: float = 0.99
+
+    def __post_init__(self) -> None:
+        self.gammas = tuple(float(g) for g in self.gammas)
+        if self.agent not in ("amago2", "baseline"):
+            raise ValueError(f"agent must be 'amago2' or 'baseline', got {self.agent!r}")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if self.context_length < 2:
+            raise ValueError(f"context_length must be >= 2, got {self.context_length}")
+        if not self.gammas or not all(0.0 <= g < 1.0 for g in self.gammas):
+            raise ValueError(
+                f"gammas must be a non-empty list of values in [0, 1), got {self.gammas}"
+            )
+        if self.num_critics < 2:
+            raise ValueError(
+                f"num_critics must be >= 2 (targets average 2 of them), got {self.num_critics}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["gammas"] = list(self.gammas)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> NetworkConfig:
+        known = {f.name for f in fields(NetworkConfig)}
+        return NetworkConfig(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,145 @@
+"""Actor and critic heads over the trajectory features (one output per discount, "multi-gamma").
+
+Actor: a categorical (discrete) or tanh-Gaussian (continuous) distribution per discount;
+the policy acts with the last discount's head.
+Critic: an ensemble of C MLPs over (features, action), evaluated together with batched weights;
+each outputs per discount either `num_bins` two-hot logits (amago2) or one scalar (baseline).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import NetworkConfig
+from .spaces import ActionSpec
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden),
+        nn.LayerNorm(hidden),
+        nn.GELU(),
+        nn.Linear(hidden, hidden),
+        nn.LayerNorm(hidden),
+        nn.GELU(),
+        nn.Linear(hidden, out_dim),
+    )
+
+
+class Categorical:
+    """Per-discount categorical with clipped probabilities. logits (..., G, A)."""
+
+    def __init__(self, logits: torch.Tensor, prob_min: float, prob_max: float) -> None:
+        probs = torch.softmax(logits, -1).clamp(prob_min, prob_max)
+        self.probs = probs / probs.sum(-1, keepdim=True)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:  # (..., G) int
+        flat = self.probs.reshape(-1, self.probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).reshape(self.probs.shape[:-1])
+
+    def mode(self) -> torch.Tensor:
+        return self.probs.argmax(-1)
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:  # action (..., G) int -> (..., G)
+        return self.probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1).log()
+
+
+class TanhGaussian:
+    """Per-discount tanh-squashed Gaussian scaled to the action bounds. mean/log_std (..., G, A)."""
+
+    def __init__(
+        self, mean: torch.Tensor, log_std: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+    ):
+        self.mean, self.std = mean, log_std.exp()
+        self.low, self.high = low, high
+
+    def _squash(self, u: torch.Tensor) -> torch.Tensor:
+        return self.low + (torch.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
+
+    def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:  # (..., G, A)
+        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device)
+        return self._squash(self.mean + self.std * eps)
+
+    sample = rsample
+
+    def mode(self) -> torch.Tensor:
+        return self._squash(self.mean)
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:  # (..., G, A) -> (..., G)
+        y = (2.0 * (action - self.low) / (self.high - self.low) - 1.0).clamp(-0.999, 0.999)
+        u = torch.atanh(y)
+        normal = (
+            -0.5 * ((u - self.mean) / self.std) ** 2 - self.std.log() - 0.5 * math.log(2 * math.pi)
+        )
+        return (normal - torch.log1p(-y.pow(2) + 1e-6)).sum(-1)
+
+
+class Actor(nn.Module):
+    def __init__(self, cfg: NetworkConfig, action_spec: ActionSpec) -> None:
+        super().__init__()
+        self.cfg, self.spec = cfg, action_spec
+        self.num_gammas = len(cfg.gammas)
+        per_gamma = action_spec.n if action_spec.kind == "discrete" else 2 * action_spec.dim
+        self.net = mlp(cfg.d_model, cfg.head_hidden, self.num_gammas * per_gamma)
+        if action_spec.kind == "continuous":
+            self.register_buffer("low", torch.tensor(action_spec.low), persistent=False)
+            self.register_buffer("high", torch.tensor(action_spec.high), persistent=False)
+
+    def forward(self, h: torch.Tensor) -> Categorical | TanhGaussian:
+        """h (..., D) -> distribution with batch shape (..., G)."""
+        out = self.net(h).reshape(*h.shape[:-1], self.num_gammas, -1)  # (..., G, A or 2A)
+        if self.spec.kind == "discrete":
+            return Categorical(out, self.cfg.prob_min, self.cfg.prob_max)
+        mean, log_std = out.chunk(2, dim=-1)
+        log_std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+        return TanhGaussian(mean, log_std, self.low, self.high)
+
+
+class EnsembleLinear(nn.Module):
+    """C independent linear layers applied at once: (C, N, in) -> (C, N, out)."""
+
+    def __init__(self, num: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(num, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    def __init__(self, cfg: NetworkConfig, action_spec: ActionSpec) -> None:
+        super().__init__()
+        self.num_critics, self.num_gammas = cfg.num_critics, len(cfg.gammas)
+        self.out_per_gamma = cfg.num_bins if cfg.agent == "amago2" else 1
+        C, hid = cfg.num_critics, cfg.head_hidden
+        self.l1 = EnsembleLinear(C, cfg.d_model + action_spec.input_size, hid)
+        self.n1 = nn.LayerNorm(hid)
+        self.l2 = EnsembleLinear(C, hid, hid)
+        self.n2 = nn.LayerNorm(hid)
+        self.out = EnsembleLinear(C, hid, self.num_gammas * self.out_per_gamma)
+
+    def forward(self, h: torch.Tensor, action_input: torch.Tensor) -> torch.Tensor:
+        """h (..., D), action_input (..., K, A) with K = 1 or G -> (C, ..., G, out_per_gamma).
+
+        K = 1: one action (e.g. from the buffer) scored under every discount in one pass.
+        K = G: each discount's actor proposed its own action; the critic scores every
+        (action, discount) pair and keeps the matching ones (the diagonal).
+        """
+        lead, K, G = h.shape[:-1], action_input.shape[-2], self.num_gammas
+        assert K in (1, G), f"action_input must have 1 or {G} actions per step, got {K}"
+        x = torch.cat([h.unsqueeze(-2).expand(*lead, K, h.shape[-1]), action_input], dim=-1)
+        x = x.reshape(1, -1, x.shape[-1]).expand(self.num_critics, -1, -1)  # (C, N*K, in)
+        x = F.gelu(self.n1(self.l1(x)))
+        x = F.gelu(self.n2(self.l2(x)))
+        y = self.out(x).reshape(self.num_critics, -1, K, G, self.out_per_gamma)  # (C, N, K, G, o)
+        if K == 1:
+            y = y[:, :, 0]
+        else:
+            y = torch.diagonal(y, dim1=2, dim2=3).movedim(-1, 2)  # (C, N, G, o)
+        return y.reshape(self.num_critics, *lead, G, self.out_per_gamma)

@@ -1,0 +1,72 @@
+"""A preallocated key/value cache: one fixed-size ring buffer per slot, written in place.
+
+Slot s holds the keys/values of the last `window` tokens of one sequence (an env in the collector,
+a session in the server). Token at absolute position p lives at ring index p % window, so when the
+window is full the newest token overwrites the oldest one: a sliding window with no copying. Which
+entries are valid follows from the position alone (see `valid_mask`), so resetting a slot is just
+restarting its position at 0 (or at the first re-encoded step, see `valid_mask`).
+Bookkeeping (which slot belongs to whom) lives with the caller.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(
+        self,
+        num_layers: int,
+        num_slots: int,
+        num_heads: int,
+        window: int,
+        head_dim: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        shape = (num_layers, num_slots, num_heads, window, head_dim)  # (L, S, H, W, hd)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.window = window
+
+    @property
+    def num_slots(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.element_size() * self.k.numel() * 2
+
+    def write(
+        self,
+        layer: int,
+        slot_ids: torch.Tensor | None,
+        positions: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+    ) -> None:
+        """Store one token's k, v (B, H, hd) per slot at ring index position % window."""
+        ring = positions % self.window  # (B,)
+        slots = torch.arange(k.shape[0], device=k.device) if slot_ids is None else slot_ids
+        self.k[layer, slots, :, ring] = k
+        self.v[layer, slots, :, ring] = v
+
+    def read(self, layer: int, slot_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H, W, hd) keys and values; a view (no copy) when slot_ids is None."""
+        if slot_ids is None:
+            return self.k[layer], self.v[layer]
+        return self.k[layer, slot_ids], self.v[layer, slot_ids]
+
+    def valid_mask(
+        self, positions: torch.Tensor, starts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, W) bool: ring entries holding one of the last `window` tokens up to `positions`.
+
+        `starts` (B,) is the position of each slot's first cached token (0 for a sequence stepped
+        from its beginning; later when a context is re-encoded from its recent steps only).
+        """
+        # Ring entry j holds the latest position p <= positions with p % window == j.
+        j = torch.arange(self.window, device=positions.device)[None, :]  # (1, W)
+        held = positions[:, None] - (positions[:, None] - j) % self.window  # (B, W)
+        first = torch.zeros_like(positions) if starts is None else starts
+        return held >= first[:, None]

@@ -1,0 +1,56 @@
+"""Symlog value classification: the scale-invariant critic target of AMAGO-2.
+
+Values are never regressed. A scalar target y becomes a "two-hot" distribution over fixed bins
+placed evenly in symlog space, so a task paid in thousands and a task paid in fractions give
+losses of the same size. The bin range is fixed (never normalised per task or over time).
+
+    python -m pytest tests/unit/test_two_hot.py
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+class TwoHotBins(torch.nn.Module):
+    """B bins evenly spaced in symlog space over [low, high] (in raw value units)."""
+
+    def __init__(self, num_bins: int, low: float = -1e5, high: float = 1e5) -> None:
+        super().__init__()
+        if num_bins < 2:
+            raise ValueError(f"two-hot needs at least 2 bins, got {num_bins}")
+        if not low < high:
+            raise ValueError(f"bin range must satisfy low < high, got [{low}, {high}]")
+        lo, hi = symlog(torch.tensor(float(low))), symlog(torch.tensor(float(high)))
+        self.register_buffer("centers", torch.linspace(lo.item(), hi.item(), num_bins))
+
+    @property
+    def num_bins(self) -> int:
+        return self.centers.shape[0]
+
+    def encode(self, y: torch.Tensor) -> torch.Tensor:
+        """(...) raw values -> (..., B) two-hot labels summing to 1."""
+        c = self.centers
+        x = symlog(y).clamp(c[0], c[-1])
+        hi = torch.searchsorted(c, x.contiguous(), right=False).clamp(1, c.shape[0] - 1)
+        lo = hi - 1
+        w_hi = (x - c[lo]) / (c[hi] - c[lo])
+        labels = torch.zeros(*y.shape, c.shape[0], dtype=y.dtype, device=y.device)
+        labels.scatter_(-1, lo.unsqueeze(-1), (1.0 - w_hi).unsqueeze(-1))
+        labels.scatter_add_(-1, hi.unsqueeze(-1), w_hi.unsqueeze(-1))
+        return labels
+
+    def decode_probs(self, probs: torch.Tensor) -> torch.Tensor:
+        """(..., B) probabilities -> (...) raw values: symexp of the expected bin position."""
+        return symexp((probs * self.centers).sum(-1))
+
+    def decode_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.decode_probs(torch.softmax(logits, dim=-1))

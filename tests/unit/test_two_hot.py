@@ -1,0 +1,33 @@
+import torch
+
+from polyskill.agent.two_hot import TwoHotBins, symexp, symlog
+
+
+def test_symlog_symexp_are_inverse() -> None:
+    x = torch.cat([-torch.logspace(-4, 6, 50), torch.zeros(1), torch.logspace(-4, 6, 50)]).double()
+    torch.testing.assert_close(symexp(symlog(x)), x, rtol=1e-9, atol=1e-9)
+
+
+def test_two_hot_round_trip_within_bin_resolution() -> None:
+    bins = TwoHotBins(64).double()
+    y = torch.cat(
+        [-torch.logspace(-3, 5, 200), torch.zeros(1), torch.logspace(-3, 5, 200)]
+    ).double()
+    labels = bins.encode(y)
+    torch.testing.assert_close(labels.sum(-1), torch.ones_like(y))
+    assert (labels > 0).sum(-1).max() <= 2
+    # decoding the label's expectation in symlog space is exact for in-range values
+    torch.testing.assert_close(symlog(bins.decode_probs(labels)), symlog(y), atol=1e-9, rtol=0)
+
+
+def test_two_hot_clips_out_of_range_values_to_the_edge_bins() -> None:
+    bins = TwoHotBins(32, low=-10, high=10)
+    labels = bins.encode(torch.tensor([1e6, -1e6]))
+    assert labels[0, -1] == 1 and labels[1, 0] == 1
+
+
+def test_bin_positions_are_even_in_symlog_space() -> None:
+    bins = TwoHotBins(16)
+    gaps = bins.centers.diff()
+    torch.testing.assert_close(gaps, torch.full_like(gaps, gaps[0].item()))
+    torch.testing.assert_close(symexp(bins.centers[-1]), torch.tensor(1e5), rtol=1e-5, atol=0)

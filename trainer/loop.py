@@ -1,0 +1,286 @@
+"""The continual training loop, in plain sight: collect -> update -> evaluate -> checkpoint.
+
+    polyskill train --preset smoke --run-dir runs/smoke
+
+A run directory holds everything needed to resume: config.json, replay/ (one file per trial),
+checkpoints/step-N/ (weights, metadata, optimiser, counters) and checkpoints/LATEST. SIGINT or
+SIGTERM finishes the current iteration, writes the trials in progress to the replay, checkpoints
+and exits 0; running the same command on the same run directory resumes. After SIGKILL the run
+resumes from its last checkpoint with every trial written since.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from polyskill.agent.checkpoint import load_network, save_network
+from polyskill.agent.network import AgentNetwork
+from polyskill.agent.policy import Policy
+from polyskill.agent.spaces import action_spec_from_space, obs_spec_from_space
+
+from .batch import TensorBatch
+from .collector import Collector
+from .config import ConfigError, TrainConfig
+from .evaluate import evaluate
+from .learner import Learner
+from .replay import ReplayBuffer
+from .tracking import RunTracker
+from .vector import make_vector_env, probe_spaces
+
+log = logging.getLogger(__name__)
+CheckpointHook = Callable[[Path, dict[str, float]], None]
+
+
+@dataclass
+class Counters:
+    env_steps: int = 0
+    updates: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+    mlflow_run_id: str | None = None
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_network(cfg: TrainConfig) -> AgentNetwork:
+    """Network for the task mix; incompatible spaces fail here, before any training."""
+    try:
+        obs_space, act_space = probe_spaces(cfg.tasks)
+        return AgentNetwork(
+            cfg.network, obs_spec_from_space(obs_space), action_spec_from_space(act_space)
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+class RunDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.checkpoints = root / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.checkpoints / "LATEST"
+        if not pointer.exists():
+            return None
+        path = self.checkpoints / pointer.read_text().strip()
+        return path if path.exists() else None
+
+    def prepare_config(self, cfg: TrainConfig) -> TrainConfig:
+        """First run: store the config. Resume: the stored config must match (steps may grow)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / "config.json"
+        if not path.exists():
+            _write_json(path, cfg.to_dict())
+            return cfg
+        stored = json.loads(path.read_text())
+        new = cfg.to_dict()
+        diff = sorted(
+            k for k in set(stored) | set(new) if k != "total_steps" and stored.get(k) != new.get(k)
+        )
+        if diff:
+            raise ConfigError(
+                f"{self.root} holds a run with a different configuration (differs in: "
+                f"{', '.join(diff)}); resume with the same settings or choose a new --run-dir"
+            )
+        stored["total_steps"] = cfg.total_steps
+        _write_json(path, stored)
+        return cfg
+
+    def save(
+        self, network: AgentNetwork, learner: Learner, counters: Counters, keep: int, extra: dict
+    ) -> Path:
+        name = f"step-{counters.env_steps:012d}"
+        path = self.checkpoints / name
+        tmp = self.checkpoints / (name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_network(network, tmp, extra=extra)
+        torch.save(learner.state_dict(), tmp / "learner.pt")
+        _write_json(tmp / "counters.json", counters.__dict__)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+        (self.checkpoints / "LATEST.tmp").write_text(name)
+        os.replace(self.checkpoints / "LATEST.tmp", self.checkpoints / "LATEST")
+        kept = sorted(p for p in self.checkpoints.glob("step-*") if not p.name.endswith(".tmp"))
+        for old in kept[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return path
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop at the end of the iteration (then checkpoint)."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: the caller stops us another way
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        log.info(
+            "received %s: finishing the iteration and checkpointing", signal.Signals(signum).name
+        )
+        self.stop = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def train(
+    cfg: TrainConfig, run_dir: Path, on_checkpoint: CheckpointHook | None = None, track: bool = True
+) -> dict[str, float]:
+    """Train until cfg.total_steps env steps (or a stop signal); returns the last eval metrics."""
+    cfg.validate()
+    rd = RunDir(Path(run_dir))
+    cfg = rd.prepare_config(cfg)
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+
+    network = build_network(cfg)
+    learner = Learner(network, cfg.optim, cfg.loss)
+    counters = Counters(next_eval=cfg.eval_every_steps, next_checkpoint=cfg.checkpoint_every_steps)
+    latest = rd.latest_checkpoint()
+    if latest is not None:
+        network.load_state_dict(load_network(latest).state_dict())
+        learner.load_state_dict(torch.load(latest / "learner.pt", weights_only=True))
+        counters = Counters(**json.loads((latest / "counters.json").read_text()))
+        log.info(
+            "resumed from %s at %d env steps, %d updates",
+            latest,
+            counters.env_steps,
+            counters.updates,
+        )
+    network.to(device)
+
+    replay = ReplayBuffer(
+        rd.root / "replay", cfg.replay_max_trajectories, seed=cfg.seed + counters.updates
+    )
+    envs = make_vector_env(cfg.tasks, cfg.episodes_per_trial, cfg.num_envs, cfg.vector)
+    collector = Collector(
+        envs,
+        Policy(network, cfg.num_envs, device),
+        network.obs_spec,
+        network.action_spec,
+        replay,
+        seed=cfg.seed + counters.env_steps,
+        continuous_noise=cfg.continuous_noise,
+    )
+    tracker = RunTracker(cfg.experiment, rd.root.name, counters.mlflow_run_id) if track else None
+    if tracker and counters.mlflow_run_id is None:
+        counters.mlflow_run_id = tracker.run_id
+        tracker.log_params({**cfg.to_dict(), "run_dir": str(rd.root)})
+
+    def checkpoint(metrics: dict[str, float]) -> None:
+        extra = {
+            "env_steps": counters.env_steps,
+            "tasks": [t.name for t in cfg.tasks],
+            "eval": metrics,
+        }
+        path = rd.save(network, learner, counters, cfg.keep_checkpoints, extra)
+        if on_checkpoint:
+            on_checkpoint(path, metrics)
+
+    def run_eval() -> dict[str, float]:
+        m = evaluate(
+            network,
+            cfg.tasks,
+            cfg.episodes_per_trial,
+            cfg.eval_trials_per_task,
+            seed=cfg.seed + 7919 + counters.env_steps,
+            device=device,
+        )
+        log.info(
+            "eval at %d steps: %s",
+            counters.env_steps,
+            {k: round(v, 3) for k, v in m.items() if k.endswith("/return")},
+        )
+        if tracker:
+            tracker.log_metrics(m, counters.env_steps)
+        return m
+
+    window: dict[str, list[float]] = defaultdict(list)
+    t_log, steps_log, updates_log = time.monotonic(), counters.env_steps, counters.updates
+    metrics: dict[str, float] = {}
+    bar = tqdm(
+        total=cfg.total_steps,
+        initial=counters.env_steps,
+        unit="step",
+        dynamic_ncols=True,
+        disable=None,
+    )
+    with _StopFlag() as flag:
+        while counters.env_steps < cfg.total_steps and not flag.stop:
+            frac = min(1.0, counters.env_steps / max(1, cfg.eps_anneal_steps))
+            epsilon = cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
+            for _ in range(cfg.steps_per_iteration):
+                for _, trial in collector.step(epsilon):
+                    window[f"train/{trial.task}/return"].append(trial.ret)
+            counters.env_steps += cfg.steps_per_iteration * cfg.num_envs
+            bar.update(cfg.steps_per_iteration * cfg.num_envs)
+            if counters.env_steps >= cfg.learning_starts and len(replay) > 0:
+                for _ in range(cfg.updates_per_iteration):
+                    batch = replay.sample(cfg.batch_size, cfg.network.context_length)
+                    for k, v in learner.update(TensorBatch.from_numpy(batch, device)).items():
+                        window[k].append(v)
+                    counters.updates += 1
+            if counters.env_steps >= counters.next_eval:
+                metrics = run_eval()
+                counters.next_eval += cfg.eval_every_steps
+            if counters.env_steps >= counters.next_checkpoint:
+                counters.next_checkpoint += cfg.checkpoint_every_steps
+                checkpoint(metrics)
+            now = time.monotonic()
+            if now - t_log >= cfg.log_every_seconds:
+                rates = {
+                    "train/env_steps": counters.env_steps,
+                    "train/updates": counters.updates,
+                    "train/env_steps_per_s": (counters.env_steps - steps_log) / (now - t_log),
+                    "train/updates_per_s": (counters.updates - updates_log) / (now - t_log),
+                }
+                logged = {**rates, **{k: float(np.mean(v)) for k, v in window.items()}}
+                bar.set_postfix(
+                    sps=f"{rates['train/env_steps_per_s']:.0f}",
+                    ups=f"{rates['train/updates_per_s']:.1f}",
+                )
+                if tracker:
+                    tracker.log_metrics(logged, counters.env_steps)
+                window.clear()
+                t_log, steps_log, updates_log = now, counters.env_steps, counters.updates
+        bar.close()
+        collector.flush()
+        metrics = run_eval()
+        checkpoint(metrics)
+    envs.close()
+    if tracker:
+        tracker.finish()
+    return metrics
