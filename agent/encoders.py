@@ -2,7 +2,8 @@
 
 Each field kind has its own small encoder; their outputs are concatenated with the previous action,
 symlog(previous reward) and the "new episode" flag, then a LayerNorm MLP makes the token.
-Inputs are tensors prepared by `agent.batching` (text already tokenised to ids).
+Inputs are tensors in the network's dtypes (`agent.spaces.batch_observations`); text fields
+arrive already tokenised to ids.
 """
 
 from __future__ import annotations
@@ -99,8 +100,10 @@ def make_field_encoder(spec: FieldSpec, cfg: NetworkConfig) -> nn.Module:
 class TimestepEncoder(nn.Module):
     def __init__(self, obs_spec: ObsSpec, action_spec: ActionSpec, cfg: NetworkConfig) -> None:
         super().__init__()
-        self.fields = nn.ModuleDict({f.name: make_field_encoder(f, cfg) for f in obs_spec.fields})
-        in_dim = sum(e.out_dim for e in self.fields.values()) + action_spec.input_size + 2
+        # NOTE: a list, not a ModuleDict: field names like "keys" would shadow its methods
+        self.field_names = [f.name for f in obs_spec.fields]
+        self.fields = nn.ModuleList(make_field_encoder(f, cfg) for f in obs_spec.fields)
+        in_dim = sum(e.out_dim for e in self.fields) + action_spec.input_size + 2
         hid = cfg.encoder_hidden
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hid),
@@ -119,7 +122,7 @@ class TimestepEncoder(nn.Module):
         prev_reward: torch.Tensor,  # (B, T) raw reward
         new_episode: torch.Tensor,  # (B, T) bool
     ) -> torch.Tensor:  # (B, T, D)
-        parts = [enc(obs[name]) for name, enc in self.fields.items()]
+        parts = [enc(obs[name]) for name, enc in zip(self.field_names, self.fields, strict=True)]
         parts += [
             prev_action.float(),
             symlog(prev_reward.float()).unsqueeze(-1),

@@ -113,33 +113,49 @@ class EnsembleLinear(nn.Module):
 
 
 class CriticEnsemble(nn.Module):
+    """C critics evaluated together; each outputs `o` numbers per discount (bins or a scalar).
+
+    Discrete actions: the critic reads the features only and scores every action at once,
+    (C, ..., G, A, o), so the policy's expected value is exact and costs one pass.
+    Continuous actions: the critic reads (features, action) and returns (C, ..., G, o); with K = 1
+    action it is scored under every discount, with K = G actions (one per discount's actor) each
+    is scored under its own discount only (per-discount output weights, no G x G waste).
+    """
+
     def __init__(self, cfg: NetworkConfig, action_spec: ActionSpec) -> None:
         super().__init__()
+        self.discrete = action_spec.kind == "discrete"
         self.num_critics, self.num_gammas = cfg.num_critics, len(cfg.gammas)
         self.out_per_gamma = cfg.num_bins if cfg.agent == "amago2" else 1
+        self.num_actions = action_spec.n if self.discrete else 1
         C, hid = cfg.num_critics, cfg.head_hidden
-        self.l1 = EnsembleLinear(C, cfg.d_model + action_spec.input_size, hid)
+        in_dim = cfg.d_model + (0 if self.discrete else action_spec.dim)
+        self.l1 = EnsembleLinear(C, in_dim, hid)
         self.n1 = nn.LayerNorm(hid)
         self.l2 = EnsembleLinear(C, hid, hid)
         self.n2 = nn.LayerNorm(hid)
-        self.out = EnsembleLinear(C, hid, self.num_gammas * self.out_per_gamma)
+        self.out = EnsembleLinear(C, hid, self.num_gammas * self.num_actions * self.out_per_gamma)
 
-    def forward(self, h: torch.Tensor, action_input: torch.Tensor) -> torch.Tensor:
-        """h (..., D), action_input (..., K, A) with K = 1 or G -> (C, ..., G, out_per_gamma).
-
-        K = 1: one action (e.g. from the buffer) scored under every discount in one pass.
-        K = G: each discount's actor proposed its own action; the critic scores every
-        (action, discount) pair and keeps the matching ones (the diagonal).
-        """
-        lead, K, G = h.shape[:-1], action_input.shape[-2], self.num_gammas
-        assert K in (1, G), f"action_input must have 1 or {G} actions per step, got {K}"
-        x = torch.cat([h.unsqueeze(-2).expand(*lead, K, h.shape[-1]), action_input], dim=-1)
-        x = x.reshape(1, -1, x.shape[-1]).expand(self.num_critics, -1, -1)  # (C, N*K, in)
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:  # (N, in) -> (C, N, hid)
+        x = x.unsqueeze(0).expand(self.num_critics, -1, -1)
         x = F.gelu(self.n1(self.l1(x)))
-        x = F.gelu(self.n2(self.l2(x)))
-        y = self.out(x).reshape(self.num_critics, -1, K, G, self.out_per_gamma)  # (C, N, K, G, o)
+        return F.gelu(self.n2(self.l2(x)))
+
+    def forward(self, h: torch.Tensor, action_input: torch.Tensor | None = None) -> torch.Tensor:
+        """Discrete: h (..., D) -> (C, ..., G, A, o).
+        Continuous: h (..., D), action_input (..., K, dim) with K in {1, G} -> (C, ..., G, o)."""
+        C, G, o, lead = self.num_critics, self.num_gammas, self.out_per_gamma, h.shape[:-1]
+        if self.discrete:
+            y = self.out(self._hidden(h.reshape(-1, h.shape[-1])))  # (C, N, G*A*o)
+            return y.reshape(C, *lead, G, self.num_actions, o)
+        K = action_input.shape[-2]
+        assert K in (1, G), f"action_input must hold 1 or {G} actions per step, got {K}"
+        x = torch.cat([h.unsqueeze(-2).expand(*lead, K, h.shape[-1]), action_input], dim=-1)
+        z = self._hidden(x.reshape(-1, x.shape[-1])).reshape(C, -1, K, self.l2.weight.shape[-1])
+        w = self.out.weight.reshape(C, -1, G, o)  # (C, hid, G, o)
+        b = self.out.bias.reshape(C, 1, G, o)
         if K == 1:
-            y = y[:, :, 0]
+            y = torch.einsum("cnh,chgo->cngo", z[:, :, 0], w) + b  # (C, N, G, o)
         else:
-            y = torch.diagonal(y, dim1=2, dim2=3).movedim(-1, 2)  # (C, N, G, o)
-        return y.reshape(self.num_critics, *lead, G, self.out_per_gamma)
+            y = torch.einsum("cngh,chgo->cngo", z, w) + b
+        return y.reshape(C, *lead, G, o)

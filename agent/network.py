@@ -84,11 +84,17 @@ class AgentNetwork(nn.Module):
         return self.transformer.step(tokens[:, 0], positions, cache, slot_ids, starts)
 
     # ---- values -------------------------------------------------------------------------------
-    def critic_values(self, critic_out: torch.Tensor) -> torch.Tensor:
-        """Critic outputs (C, ..., G, o) -> raw-scale values (C, ..., G)."""
+    def critic_values(self, critic_out: torch.Tensor, all_actions: bool = False) -> torch.Tensor:
+        """Critic outputs -> raw-scale values, dropping the last (bins or scalar) axis.
+
+        (C, ..., G, o) -> (C, ..., G); all_actions (discrete): (C, ..., G, A, o) -> (C, ..., G, A).
+        """
         if self.cfg.agent == "amago2":
             return self.bins.decode_logits(critic_out)
-        return self.popart.denormalize(critic_out[..., 0])
+        x = critic_out[..., 0]
+        if all_actions:
+            return self.popart.denormalize(x.transpose(-1, -2)).transpose(-1, -2)
+        return self.popart.denormalize(x)
 
     @torch.no_grad()
     def update_targets(self, tau: float) -> None:

@@ -38,6 +38,9 @@ class PopArt(nn.Module):
         self.mu.lerp_(targets.mean(0), self.beta)
         self.nu.lerp_((targets**2).mean(0), self.beta)
         sigma_new = self.sigma
-        for layer in out_layers:  # weight (C, in, G), bias (C, 1, G)
-            layer.weight.mul_(sigma_old / sigma_new)
-            layer.bias.copy_((sigma_old * layer.bias + mu_old - self.mu) / sigma_new)
+        G = self.mu.shape[0]
+        for layer in out_layers:  # weight (C, in, G*k), bias (C, 1, G*k): k outputs per discount
+            w = layer.weight.view(*layer.weight.shape[:2], G, -1)
+            b = layer.bias.view(*layer.bias.shape[:2], G, -1)
+            w.mul_((sigma_old / sigma_new)[:, None])
+            b.copy_((sigma_old[:, None] * b + (mu_old - self.mu)[:, None]) / sigma_new[:, None])

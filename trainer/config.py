@@ -50,6 +50,8 @@ class TrainConfig:
     replay_max_trajectories: int = 5000
     total_steps: int = 100_000
     """Env steps to train for (the run stops earlier on SIGINT/SIGTERM, with a checkpoint)."""
+    max_seconds: float = 0.0
+    """Wall-clock limit for this invocation (0 = none); stops like SIGTERM, with a checkpoint."""
     eval_every_steps: int = 10_000
     eval_trials_per_task: int = 8
     checkpoint_every_steps: int = 5000

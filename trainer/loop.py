@@ -41,6 +41,8 @@ from .tracking import RunTracker
 from .vector import make_vector_env, probe_spaces
 
 log = logging.getLogger(__name__)
+# Settings a resumed run may change; anything else must match the stored config.
+PER_INVOCATION = ("total_steps", "max_seconds")
 CheckpointHook = Callable[[Path, dict[str, float]], None]
 
 
@@ -98,14 +100,16 @@ class RunDir:
         stored = json.loads(path.read_text())
         new = cfg.to_dict()
         diff = sorted(
-            k for k in set(stored) | set(new) if k != "total_steps" and stored.get(k) != new.get(k)
+            k
+            for k in set(stored) | set(new)
+            if k not in PER_INVOCATION and stored.get(k) != new.get(k)
         )
         if diff:
             raise ConfigError(
                 f"{self.root} holds a run with a different configuration (differs in: "
                 f"{', '.join(diff)}); resume with the same settings or choose a new --run-dir"
             )
-        stored["total_steps"] = cfg.total_steps
+        stored.update({k: new[k] for k in PER_INVOCATION})
         _write_json(path, stored)
         return cfg
 
@@ -231,6 +235,7 @@ def train(
     window: dict[str, list[float]] = defaultdict(list)
     t_log, steps_log, updates_log = time.monotonic(), counters.env_steps, counters.updates
     metrics: dict[str, float] = {}
+    last_eval = -1
     bar = tqdm(
         total=cfg.total_steps,
         initial=counters.env_steps,
@@ -238,8 +243,12 @@ def train(
         dynamic_ncols=True,
         disable=None,
     )
+    deadline = time.monotonic() + cfg.max_seconds if cfg.max_seconds > 0 else float("inf")
     with _StopFlag() as flag:
         while counters.env_steps < cfg.total_steps and not flag.stop:
+            if time.monotonic() >= deadline:
+                log.info("max_seconds reached at %d env steps", counters.env_steps)
+                break
             frac = min(1.0, counters.env_steps / max(1, cfg.eps_anneal_steps))
             epsilon = cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
             for _ in range(cfg.steps_per_iteration):
@@ -254,7 +263,7 @@ def train(
                         window[k].append(v)
                     counters.updates += 1
             if counters.env_steps >= counters.next_eval:
-                metrics = run_eval()
+                metrics, last_eval = run_eval(), counters.env_steps
                 counters.next_eval += cfg.eval_every_steps
             if counters.env_steps >= counters.next_checkpoint:
                 counters.next_checkpoint += cfg.checkpoint_every_steps
@@ -278,7 +287,8 @@ def train(
                 t_log, steps_log, updates_log = now, counters.env_steps, counters.updates
         bar.close()
         collector.flush()
-        metrics = run_eval()
+        if last_eval != counters.env_steps:
+            metrics = run_eval()
         checkpoint(metrics)
     envs.close()
     if tracker:

@@ -40,7 +40,7 @@ def smoke() -> TrainConfig:
         episodes_per_trial=10,
         num_envs=8,
         batch_size=32,
-        steps_per_iteration=2,
+        steps_per_iteration=1,
         updates_per_iteration=1,
         learning_starts=320,
         eps_start=0.5,
@@ -52,7 +52,7 @@ def smoke() -> TrainConfig:
         checkpoint_every_steps=8_000,
         replay_max_trajectories=2000,
         network=_small_network(context=11),
-        optim=OptimConfig(lr=3e-4, warmup_updates=100),
+        optim=OptimConfig(lr=1e-3, warmup_updates=100),
     )
 
 

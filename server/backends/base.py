@@ -1,0 +1,94 @@
+"""The one interface the batcher drives: a model with a per-slot KV-cache pool, stepped in batches.
+
+Backends (torch now, ONNX Runtime later) differ only in how `step` runs; everything else (specs,
+stacking observations, re-encoding a context) is shared here. Inputs and outputs are numpy so the
+batcher never touches a framework.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from polyskill.agent.policy import ActionParams, StepInputs
+from polyskill.agent.spaces import ActionSpec, FieldSpec, ObsSpec
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def tokenize(text: str, spec: FieldSpec) -> np.ndarray:
+    """Text -> (max_length,) int64 word ids: index in `vocab` + 1, unknown words 0 (ignored).
+
+    NOTE: the documented wire representation of text (proto TensorSpec.vocab); the trainer's text
+    encoder must use the same rule (lower-case alphanumeric words).
+    """
+    index = {w: i + 1 for i, w in enumerate(spec.vocab)}
+    ids = [index.get(w, 0) for w in _WORD.findall(text.lower())][: spec.max_length]
+    out = np.zeros(max(spec.max_length, 1), dtype=np.int64)
+    out[: len(ids)] = ids
+    return out
+
+
+def stack_observations(spec: ObsSpec, observations: Sequence[dict[str, np.ndarray | str]]
+                       ) -> dict[str, np.ndarray]:
+    """B validated observations -> {field: (B, ...)} in the dtypes the network takes."""
+    out: dict[str, np.ndarray] = {}
+    for f in spec.fields:
+        values = [o[f.name] for o in observations]
+        if f.kind == "text":
+            out[f.name] = np.stack([tokenize(str(v), f) for v in values])  # (B, L)
+        else:
+            out[f.name] = np.stack(values).astype(f.dtype, copy=False)  # (B, *shape)
+    return out
+
+
+class Backend(ABC):
+    """A loaded network plus its cache pool of `num_slots` slots."""
+
+    name: str = "abstract"
+
+    def __init__(self, obs_spec: ObsSpec, action_spec: ActionSpec, context_length: int) -> None:
+        self.obs_spec = obs_spec
+        self.action_spec = action_spec
+        self.context_length = context_length
+
+    @property
+    @abstractmethod
+    def num_slots(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def cache_bytes(self) -> int:
+        """Bytes held by the KV-cache pool (for metrics and capacity planning)."""
+
+    @abstractmethod
+    def step(self, inputs: StepInputs) -> ActionParams:
+        """One token for each of B slots (`inputs.slot_ids`); writes the cache in place."""
+
+    def zero_action(self) -> np.ndarray:
+        """The 'previous action' of a session's first step."""
+        if self.action_spec.kind == "discrete":
+            return np.zeros((), dtype=np.int64)
+        return np.zeros(self.action_spec.dim, dtype=np.float32)
+
+    def reencode(self, slot: int, steps: Sequence) -> None:
+        """Rebuild a slot's cache from raw recent steps (`sessions.RawStep`), oldest first.
+
+        Used to move a live session onto another model version: the first stored step's position
+        becomes the slot's `start`, so attention never reaches the dropped older steps.
+        """
+        if not steps:
+            return
+        start = np.array([steps[0].position], dtype=np.int64)
+        for s in steps:
+            self.step(StepInputs(
+                obs=stack_observations(self.obs_spec, [s.obs]),
+                prev_action=np.asarray(s.prev_action)[None],
+                prev_reward=np.array([s.prev_reward], dtype=np.float32),
+                new_episode=np.array([s.new_episode]),
+                positions=np.array([s.position], dtype=np.int64),
+                slot_ids=np.array([slot], dtype=np.int64), starts=start,
+            ))

@@ -1,0 +1,152 @@
+"""The serving engine: sessions + models + batcher behind a small async domain API (no protobuf).
+
+`service.py` translates gRPC to these calls; tests and benchmarks may call them directly. Every
+check that can reject a step runs here, before the step is queued, so a bad request changes no
+session's state and never reaches a batch shared with other sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from polyskill.agent.spaces import FieldSpec, ObsSpec, SpaceError, validate_observation
+
+from .batcher import Batcher
+from .config import ServerConfig
+from .errors import DeadlineExceeded, InvalidArgument, Unavailable
+from .metrics import Metrics
+from .models import LoadedModel, ModelStore
+from .sessions import Session, SessionTable
+
+log = logging.getLogger("polyskill.server.engine")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    action: np.ndarray  # () int64 or (dim,) float32
+    model_version: int
+    step: int
+
+
+def describe_field(f: FieldSpec) -> str:
+    """A one-line spec a person can build a valid Tensor from."""
+    if f.kind == "text":
+        return f"{f.name!r}: text (dtype string, shape [], UTF-8)"
+    text = f"{f.name!r}: {f.kind} dtype {f.dtype} shape {list(f.shape)}"
+    if f.nvec:
+        text += f" values in [0, n) with n = {list(f.nvec) if len(f.nvec) > 1 else f.nvec[0]}"
+    if f.low is not None or f.high is not None:
+        text += f" bounds [{f.low}, {f.high}]"
+    if f.kind == "vector":
+        text += " finite"
+    return text
+
+
+def check_observation(spec: ObsSpec, obs: dict[str, np.ndarray | str]) -> None:
+    """Raise InvalidArgument naming the field and its expected spec."""
+    if set(obs) != set(spec.names):
+        missing = [n for n in spec.names if n not in obs]
+        extra = sorted(k for k in obs if k not in spec.names)
+        expected = "; ".join(describe_field(f) for f in spec.fields)
+        raise InvalidArgument(
+            f"observation keys {sorted(obs)} do not match the model's {spec.names}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {extra}" if extra else "")
+            + f". The model expects: {expected}"
+        )
+    for f in spec.fields:
+        try:
+            validate_observation(ObsSpec((f,)), {f.name: obs[f.name]})
+        except SpaceError as e:
+            raise InvalidArgument(f"{e}; expected {describe_field(f)}") from None
+
+
+class Engine:
+    def __init__(self, config: ServerConfig, models: ModelStore, batcher: Batcher,
+                 metrics: Metrics) -> None:
+        self.config = config
+        self.models = models
+        self.batcher = batcher
+        self.metrics = metrics
+        history = config.history_steps
+        if not history and len(models):
+            history = max(models.get(v).backend.context_length for v in models.versions)
+        self.sessions = SessionTable(config.max_sessions, config.idle_timeout_s, history or 1,
+                                     config.tombstone_ttl_s)
+        self.draining = False
+        self._reaper: asyncio.Task | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.batcher.start()
+        self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="session-reaper")
+        self._update_gauges()
+
+    async def stop(self) -> None:
+        self.draining = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        await self.batcher.stop()
+
+    async def _reap(self) -> None:
+        period = min(1.0, self.config.idle_timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            for session_id in self.sessions.expire():
+                log.info("session expired", extra={"session": session_id})
+            self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self.metrics.active_sessions.set(len(self.sessions))
+        self.metrics.cache_bytes.set(sum(self.models.get(v).backend.cache_bytes
+                                         for v in self.models.versions))
+
+    # ---- API ----------------------------------------------------------------------------------
+    def open_session(self, model_ref: str, deterministic: bool, seed: int,
+                     labels: dict[str, str]) -> tuple[Session, LoadedModel]:
+        self._check_not_draining()
+        model = self.models.resolve(model_ref)
+        session = self.sessions.open(model.version, model.backend.zero_action(), deterministic,
+                                     seed, labels)
+        self._update_gauges()
+        log.info("session opened", extra={"session": session.session_id, "slot": session.slot,
+                                          "model_version": model.version, "labels": labels})
+        return session, model
+
+    async def act(self, session_id: str, obs: dict[str, np.ndarray | str], reward: float,
+                  new_episode: bool, timeout: float | None) -> StepResult:
+        self._check_not_draining()
+        session = self.sessions.get(session_id)
+        model = self.models.get(session.model_version)
+        check_observation(model.backend.obs_spec, obs)
+        if not math.isfinite(reward):
+            raise InvalidArgument(f"reward must be a finite number, got {reward}")
+        plan = self.sessions.begin_step(session_id, reward, new_episode)
+        try:
+            action = await self.batcher.submit(model, plan, obs, timeout)
+        except TimeoutError:
+            self.sessions.abort_step(plan)
+            raise DeadlineExceeded(
+                f"step {plan.position} of session {session_id!r} did not finish within "
+                f"{timeout:.3g} s; the step did not count, resend it (or raise the deadline)"
+            ) from None
+        except BaseException:
+            self.sessions.abort_step(plan)
+            raise
+        self.sessions.commit_step(plan, action, obs)
+        return StepResult(action, model.version, plan.position)
+
+    def close_session(self, session_id: str) -> int:
+        steps = self.sessions.close(session_id)
+        self._update_gauges()
+        log.info("session closed", extra={"session": session_id, "steps": steps})
+        return steps
+
+    def _check_not_draining(self) -> None:
+        if self.draining:
+            raise Unavailable("server is shutting down; open a session on another replica")

@@ -1,0 +1,102 @@
+"""Continuous batching: steps that arrive together share a pass, results do not depend on batching,
+and a step that breaks its batch fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from polyskill.agent.config import NetworkConfig
+from polyskill.agent.network import AgentNetwork
+from polyskill.agent.spaces import action_spec_from_space, obs_spec_from_space
+from polyskill.server.backends.torch import TorchBackend
+from polyskill.server.batcher import Batcher
+from polyskill.server.models import LoadedModel
+from polyskill.server.sessions import SessionTable
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def model(num_slots: int) -> LoadedModel:
+    torch.manual_seed(0)
+    cfg = NetworkConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64, context_length=8,
+                        encoder_hidden=32, head_hidden=32, num_critics=2, num_bins=16, dropout=0.0)
+    space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    actions = action_spec_from_space(gym.spaces.Discrete(3))
+    net = AgentNetwork(cfg, obs_spec_from_space(space), actions)
+    return LoadedModel("m", 1, TorchBackend(net, num_slots))
+
+
+async def run_sessions(num: int, steps: int, together: bool, bad_at: int | None = None):
+    m = model(num)
+    sizes: list[int] = []
+    batcher = Batcher(max_batch_size=64, max_wait_ms=5.0, on_batch=lambda n, s: sizes.append(n))
+    batcher.start()
+    table = SessionTable(num, 60.0, 8)
+    sids = [table.open(1, m.backend.zero_action(), deterministic=False, seed=i + 1).session_id
+            for i in range(num)]
+    rng = np.random.default_rng(0)
+    out: dict[str, list] = {s: [] for s in sids}
+
+    async def one(sid: str, t: int) -> None:
+        obs = {"obs": rng.uniform(-1, 1, 4).astype(np.float32)}
+        if bad_at is not None and t == bad_at and sid == sids[0]:
+            obs = {"obs": np.zeros(5, np.float32)}  # bypasses validation on purpose
+        plan = table.begin_step(sid, 1.0, False)
+        try:
+            action = await batcher.submit(m, plan, obs, timeout=10)
+        except Exception as e:
+            table.abort_step(plan)
+            out[sid].append(type(e).__name__)
+            return
+        table.commit_step(plan, action, obs)
+        out[sid].append(int(action))
+
+    for t in range(steps):
+        if together:
+            await asyncio.gather(*(one(s, t) for s in sids))
+        else:
+            for s in sids:
+                await one(s, t)
+    await batcher.stop()
+    return out, sizes
+
+
+def test_batched_and_unbatched_actions_are_identical() -> None:
+    batched, sizes = asyncio.run(run_sessions(6, 10, together=True))
+    single, single_sizes = asyncio.run(run_sessions(6, 10, together=False))
+    assert list(batched.values()) == list(single.values())
+    assert max(sizes) == 6 and set(single_sizes) == {1}
+
+
+def test_a_step_that_breaks_its_batch_fails_alone() -> None:
+    out, _ = asyncio.run(run_sessions(4, 3, together=True, bad_at=1))
+    clean, _ = asyncio.run(run_sessions(4, 3, together=True))
+    got, want = list(out.values()), list(clean.values())
+    assert got[0][1] == "RuntimeError" and got[0][0] == want[0][0]
+    assert got[1:] == want[1:]
+
+
+def test_a_step_past_its_deadline_raises_timeout_and_the_batcher_keeps_going() -> None:
+    async def go() -> int:
+        m = model(2)
+        batcher = Batcher(max_batch_size=8, max_wait_ms=0.0)
+        batcher.start()
+        table = SessionTable(2, 60.0, 8)
+        sid = table.open(1, m.backend.zero_action(), deterministic=True).session_id
+        obs = {"obs": np.zeros(4, np.float32)}
+        plan = table.begin_step(sid, 0.0, False)
+        with pytest.raises(TimeoutError):
+            await batcher.submit(m, plan, obs, timeout=0.0)
+        table.abort_step(plan)
+        plan = table.begin_step(sid, 0.0, False)
+        assert plan.position == 0  # the timed-out step did not count
+        action = await batcher.submit(m, plan, obs, timeout=5.0)
+        await batcher.stop()
+        return int(action)
+
+    assert asyncio.run(go()) in (0, 1, 2)
