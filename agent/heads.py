@@ -108,8 +108,11 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(num, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(num, 1, out_dim).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """x (C', N, in) -> (C', N, out); `ids` selects C' of the C layers (default: all)."""
+        if ids is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[ids], x, self.weight[ids])
 
 
 class CriticEnsemble(nn.Module):
@@ -136,24 +139,38 @@ class CriticEnsemble(nn.Module):
         self.n2 = nn.LayerNorm(hid)
         self.out = EnsembleLinear(C, hid, self.num_gammas * self.num_actions * self.out_per_gamma)
 
-    def _hidden(self, x: torch.Tensor) -> torch.Tensor:  # (N, in) -> (C, N, hid)
-        x = x.unsqueeze(0).expand(self.num_critics, -1, -1)
-        x = F.gelu(self.n1(self.l1(x)))
-        return F.gelu(self.n2(self.l2(x)))
+    def _hidden(self, x: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
+        """(N, in) -> (C', N, hid) for the selected critics."""
+        x = x.unsqueeze(0).expand(self.num_critics if ids is None else len(ids), -1, -1)
+        x = F.gelu(self.n1(self.l1(x, ids)))
+        return F.gelu(self.n2(self.l2(x, ids)))
 
-    def forward(self, h: torch.Tensor, action_input: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        h: torch.Tensor,
+        action_input: torch.Tensor | None = None,
+        critic_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Discrete: h (..., D) -> (C, ..., G, A, o).
-        Continuous: h (..., D), action_input (..., K, dim) with K in {1, G} -> (C, ..., G, o)."""
-        C, G, o, lead = self.num_critics, self.num_gammas, self.out_per_gamma, h.shape[:-1]
+        Continuous: h (..., D), action_input (..., K, dim) with K in {1, G} -> (C, ..., G, o).
+        `critic_ids` evaluates only those critics (C = len(critic_ids)): TD targets need 2."""
+        ids = critic_ids
+        C = self.num_critics if ids is None else len(ids)
+        G, o, lead = self.num_gammas, self.out_per_gamma, h.shape[:-1]
         if self.discrete:
-            y = self.out(self._hidden(h.reshape(-1, h.shape[-1])))  # (C, N, G*A*o)
+            y = self.out(self._hidden(h.reshape(-1, h.shape[-1]), ids), ids)  # (C, N, G*A*o)
             return y.reshape(C, *lead, G, self.num_actions, o)
         K = action_input.shape[-2]
         assert K in (1, G), f"action_input must hold 1 or {G} actions per step, got {K}"
         x = torch.cat([h.unsqueeze(-2).expand(*lead, K, h.shape[-1]), action_input], dim=-1)
-        z = self._hidden(x.reshape(-1, x.shape[-1])).reshape(C, -1, K, self.l2.weight.shape[-1])
-        w = self.out.weight.reshape(C, -1, G, o)  # (C, hid, G, o)
-        b = self.out.bias.reshape(C, 1, G, o)
+        z = self._hidden(x.reshape(-1, x.shape[-1]), ids)
+        z = z.reshape(C, -1, K, z.shape[-1])  # (C, N, K, hid)
+        w, b = (
+            (self.out.weight, self.out.bias)
+            if ids is None
+            else (self.out.weight[ids], self.out.bias[ids])
+        )
+        w, b = w.reshape(C, -1, G, o), b.reshape(C, 1, G, o)  # (C, hid, G, o), (C, 1, G, o)
         if K == 1:
             y = torch.einsum("cnh,chgo->cngo", z[:, :, 0], w) + b  # (C, N, G, o)
         else:

@@ -1,18 +1,29 @@
-"""The `polyskill` command: train, serve, bench, demo.
+"""The `polyskill` command. Each subcommand lives in the module that owns it and is imported only
+when used, so `polyskill drive` never loads torch and `polyskill --help` is instant.
 
-polyskill train --preset smoke --run-dir runs/smoke
-polyskill train --env CartPole-v1 --set network.d_model=64 --steps 50000
-polyskill serve --checkpoint runs/smoke/checkpoints/LATEST
+    polyskill train --preset smoke --run-dir runs/smoke
+    polyskill train --env CartPole-v1 --set network.d_model=64 --steps 50000
+    polyskill serve --checkpoint runs/smoke/checkpoints/step-000000040000
+    polyskill bench train | serve
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from pathlib import Path
 
-log = logging.getLogger("polyskill")
+# name -> (module, help). Each module has add_arguments(parser) and run(args) -> exit code.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("polyskill.trainer.cli", "train continually on gymnasium tasks"),
+    "serve": ("polyskill.server.app", "serve a policy over gRPC"),
+    "models": ("polyskill.trainer.models_cli", "list, promote, roll back and export versions"),
+    "drive": ("polyskill_client.drive", "run gymnasium envs against a policy server"),
+    "demo": ("polyskill.demo", "the main job: train, promote, serve and drive on one machine"),
+    "up": ("polyskill.demo", "train, serve and promote without a time limit"),
+    "bench": ("polyskill.benchmarks.cli", "benchmarks: train, serve, barrier"),
+}
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -20,106 +31,46 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("alembic", "mlflow", "urllib3", "git"):
+    for noisy in ("alembic", "mlflow", "urllib3", "git", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def build_train_config(args: argparse.Namespace):
-    from polyskill.trainer.config import TrainConfig, apply_overrides
-    from polyskill.trainer.presets import get_preset, tasks_from_env_ids
-
-    cfg = get_preset(args.preset) if args.preset else TrainConfig()
-    if args.env:
-        cfg.tasks = tasks_from_env_ids(args.env)
-    overrides = list(args.set or [])
-    if args.steps is not None:
-        overrides.append(f"total_steps={args.steps}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    return apply_overrides(cfg, overrides)
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", help="starting configuration: smoke, scales, cartpole")
-    p.add_argument(
-        "--env",
-        action="append",
-        metavar="ENV_ID",
-        help="a gymnasium id to train on; repeat for a multi-task suite",
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a setting by dotted name (see --list-keys)",
-    )
-    p.add_argument("--steps", type=int, help="total env steps (total_steps)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--run-dir", type=Path, help="run directory (default runs/<preset or env>)")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    p.add_argument("--list-keys", action="store_true", help="list settable keys and exit")
-
-
-def run_train(args: argparse.Namespace) -> int:
-    from polyskill.trainer.config import ConfigError, settable_keys
-
-    if args.list_keys:
-        for key, desc in settable_keys().items():
-            print(f"{key:32s} {desc}")
-        return 0
+def _module(name: str):
+    module_name = SUBCOMMANDS[name][0]
     try:
-        cfg = build_train_config(args)
-        from polyskill.trainer.loop import build_network, train
-
-        build_network(cfg)  # incompatible spaces fail now, not after the first iteration
-    except ConfigError as e:
-        print(f"polyskill train: config error: {e}", file=sys.stderr)
-        return 2
-    name = args.preset or "-".join(t.name for t in cfg.tasks)
-    run_dir = args.run_dir or Path("runs") / name
-    try:
-        metrics = train(cfg, run_dir, track=not args.no_mlflow)
-    except ConfigError as e:
-        print(f"polyskill train: config error: {e}", file=sys.stderr)
-        return 2
-    print({k: round(v, 3) for k, v in metrics.items() if k.endswith("return")})
-    return 0
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            return None  # not built yet in this checkout
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="polyskill", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="polyskill", description="Train and serve adaptive multi-task robot policies."
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_train_arguments(sub.add_parser("train", help="train continually on gymnasium tasks"))
-    try:
-        from polyskill.server.app import add_serve_arguments, run_serve
-    except ImportError:  # the server is optional at import time for trainer-only installs
-        add_serve_arguments = run_serve = None
-    if add_serve_arguments is not None:
-        add_serve_arguments(sub.add_parser("serve", help="serve a policy over gRPC"))
-    bench = sub.add_parser("bench", help="benchmarks: train, serve")
-    bench.add_argument("which", choices=["train", "serve"])
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
-    demo = sub.add_parser("demo", help="the main job on embedded defaults")
-    demo.add_argument("--minutes", type=float, default=3.0)
-    demo.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Only the chosen subcommand's module is imported (its imports can be heavy).
+    chosen = next((a for a in argv if a in SUBCOMMANDS), None)
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == chosen:
+            module = _module(name)
+            if module is None:
+                print(f"polyskill {name}: not available in this installation", file=sys.stderr)
+                return 2
+            p.set_defaults(module=module)
+            _entry(module, "add_{}_arguments", "add_arguments", name)(p)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    if args.command == "train":
-        return run_train(args)
-    if args.command == "serve":
-        return run_serve(args)
-    if args.command == "bench":
-        if args.which == "train":
-            from polyskill.benchmarks.train import main as bench_main
-        else:
-            from polyskill.benchmarks.serve import main as bench_main
-        return bench_main(args.rest)
-    if args.command == "demo":
-        from polyskill.demo import run_demo
+    return _entry(args.module, "run_{}", "run", args.command)(args)
 
-        return run_demo(args.minutes, args.run_dir)
-    return 1
+
+def _entry(module, specific: str, generic: str, name: str):
+    """A module serving several subcommands names its functions per command (run_demo, run_up)."""
+    return getattr(module, specific.format(name), None) or getattr(module, generic)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ class TrainConfig:
     num_envs: int = 8
     vector: Literal["sync", "async"] = "sync"
     """Sync vector envs measured faster than async on 2 cores."""
+    collector: Literal["inline", "process"] = "inline"
+    """inline: act and learn in turn in one process (deterministic for a seed); process: act in
+    a separate process that writes the replay while the learner learns (uses a second core)."""
     batch_size: int = 24
     """Sequences per update; each is a window of network.context_length steps."""
     steps_per_iteration: int = 16
@@ -89,6 +92,8 @@ class TrainConfig:
             raise ConfigError("updates_per_iteration, total_steps and learning_starts must be >= 0")
         if not 0 <= self.eps_end <= 1 or not 0 <= self.eps_start <= 1:
             raise ConfigError("eps_start and eps_end must be in [0, 1]")
+        if self.collector not in ("inline", "process"):
+            raise ConfigError(f"collector must be 'inline' or 'process', got {self.collector!r}")
         if self.vector not in ("sync", "async"):
             raise ConfigError(f"vector must be 'sync' or 'async', got {self.vector!r}")
         names = [t.name for t in self.tasks]

@@ -28,17 +28,16 @@ from tqdm import tqdm
 
 from polyskill.agent.checkpoint import load_network, save_network
 from polyskill.agent.network import AgentNetwork
-from polyskill.agent.policy import Policy
 from polyskill.agent.spaces import action_spec_from_space, obs_spec_from_space
 
 from .batch import TensorBatch
-from .collector import Collector
 from .config import ConfigError, TrainConfig
 from .evaluate import evaluate
+from .experience import InlineExperience, ProcessExperience
 from .learner import Learner
 from .replay import ReplayBuffer
 from .tracking import RunTracker
-from .vector import make_vector_env, probe_spaces
+from .vector import probe_spaces
 
 log = logging.getLogger(__name__)
 # Settings a resumed run may change; anything else must match the stored config.
@@ -189,16 +188,10 @@ def train(
     replay = ReplayBuffer(
         rd.root / "replay", cfg.replay_max_trajectories, seed=cfg.seed + counters.updates
     )
-    envs = make_vector_env(cfg.tasks, cfg.episodes_per_trial, cfg.num_envs, cfg.vector)
-    collector = Collector(
-        envs,
-        Policy(network, cfg.num_envs, device),
-        network.obs_spec,
-        network.action_spec,
-        replay,
-        seed=cfg.seed + counters.env_steps,
-        continuous_noise=cfg.continuous_noise,
-    )
+    if cfg.collector == "process":
+        experience = ProcessExperience(cfg, network, replay, counters.env_steps)
+    else:
+        experience = InlineExperience(cfg, network, replay, counters.env_steps, device)
     tracker = RunTracker(cfg.experiment, rd.root.name, counters.mlflow_run_id) if track else None
     if tracker and counters.mlflow_run_id is None:
         counters.mlflow_run_id = tracker.run_id
@@ -235,7 +228,7 @@ def train(
     window: dict[str, list[float]] = defaultdict(list)
     t_log, steps_log, updates_log = time.monotonic(), counters.env_steps, counters.updates
     metrics: dict[str, float] = {}
-    last_eval = -1
+    last_eval, t_refresh = -1, time.monotonic()
     bar = tqdm(
         total=cfg.total_steps,
         initial=counters.env_steps,
@@ -249,19 +242,29 @@ def train(
             if time.monotonic() >= deadline:
                 log.info("max_seconds reached at %d env steps", counters.env_steps)
                 break
-            frac = min(1.0, counters.env_steps / max(1, cfg.eps_anneal_steps))
-            epsilon = cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
-            for _ in range(cfg.steps_per_iteration):
-                for _, trial in collector.step(epsilon):
-                    window[f"train/{trial.task}/return"].append(trial.ret)
-            counters.env_steps += cfg.steps_per_iteration * cfg.num_envs
-            bar.update(cfg.steps_per_iteration * cfg.num_envs)
-            if counters.env_steps >= cfg.learning_starts and len(replay) > 0:
+            before = counters.env_steps
+            if isinstance(experience, ProcessExperience):
+                learning = counters.env_steps >= cfg.learning_starts
+                trials = experience.collect(wait=not learning)
+                if time.monotonic() - t_refresh > 1.0:
+                    replay.refresh(clean_temp=False)
+                    t_refresh = time.monotonic()
+            else:
+                trials = experience.collect()
+            for task, ret in trials:
+                window[f"train/{task}/return"].append(ret)
+            counters.env_steps = experience.env_steps
+            bar.update(counters.env_steps - before)
+            if not (counters.env_steps >= cfg.learning_starts and len(replay) > 0):
+                if isinstance(experience, ProcessExperience):
+                    time.sleep(0.05)  # waiting for the collector's first trials
+            else:
                 for _ in range(cfg.updates_per_iteration):
                     batch = replay.sample(cfg.batch_size, cfg.network.context_length)
                     for k, v in learner.update(TensorBatch.from_numpy(batch, device)).items():
                         window[k].append(v)
                     counters.updates += 1
+                experience.publish(network)
             if counters.env_steps >= counters.next_eval:
                 metrics, last_eval = run_eval(), counters.env_steps
                 counters.next_eval += cfg.eval_every_steps
@@ -286,11 +289,11 @@ def train(
                 window.clear()
                 t_log, steps_log, updates_log = now, counters.env_steps, counters.updates
         bar.close()
-        collector.flush()
+        experience.close()
+        counters.env_steps = experience.env_steps
         if last_eval != counters.env_steps:
             metrics = run_eval()
         checkpoint(metrics)
-    envs.close()
     if tracker:
         tracker.finish()
     return metrics

@@ -81,11 +81,11 @@ def _td_target(
     pick = torch.randperm(net.cfg.num_critics, device=h_next.device)[:2]
     dist = net.target_actor(h_next)  # batch (B, T, G)
     if isinstance(dist, Categorical):
-        q_all = net.critic_values(net.target_critics(h_next)[pick], all_actions=True).mean(0)
-        q_next = (dist.probs * q_all).sum(-1)  # (B, T, G)
+        out = net.target_critics(h_next, critic_ids=pick)  # (2, B, T, G, A, o)
+        q_next = (dist.probs * net.critic_values(out, all_actions=True).mean(0)).sum(-1)
     else:
-        out = net.target_critics(h_next, net.action_input(dist.sample()))  # (C, B, T, G, o)
-        q_next = net.critic_values(out[pick]).mean(0)
+        a_next = net.action_input(dist.sample())  # (B, T, G, A)
+        q_next = net.critic_values(net.target_critics(h_next, a_next, pick)).mean(0)  # (B, T, G)
     not_done = 1.0 - terminated.float()[..., None]
     return cfg.reward_multiplier * rewards[..., None] + net.gammas * not_done * q_next
 

@@ -134,10 +134,13 @@ class ReplayBuffer:
         self._evict()
 
     # ---- bookkeeping -------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Rescan the folders: resume after a restart, drop temp files, see other writers' files."""
+    def refresh(self, clean_temp: bool = True) -> None:
+        """Rescan the folders: resume after a restart, drop temp files, see other writers' files.
+
+        A reader of a buffer another process writes passes clean_temp=False: the temp files are
+        that writer's files in progress."""
         with self._lock:
-            for sub in (TRAJ_DIR, DEMO_DIR):
+            for sub in (TRAJ_DIR, DEMO_DIR) if clean_temp else ():
                 for tmp in (self.root / sub).glob("*" + TMP_SUFFIX):
                     log.warning("replay: deleting leftover temp file %s", tmp)
                     tmp.unlink(missing_ok=True)
