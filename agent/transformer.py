@@ -41,7 +41,6 @@ class Block(nn.Module):
             nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model)
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.attn_dropout = cfg.dropout
 
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T, D) -> q, k, v each (B, H, T, hd)."""
@@ -58,8 +57,9 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q, k, v = self._heads(self.ln1(x))
-        p = self.attn_dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, T, hd)
+        # NOTE: dropout on residual branches only; dropout on attention weights cost ~5 % of an
+        # update on CPU (it forces the unfused attention path) for no measured gain.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, hd)
         return self._out(x, y)
 
     def step(

@@ -295,5 +295,17 @@ def train(
             metrics = run_eval()
         checkpoint(metrics)
     if tracker:
+        _log_learning_curve(tracker, rd.root / "learning_curve.png")
         tracker.finish()
     return metrics
+
+
+def _log_learning_curve(tracker: RunTracker, path: Path) -> None:
+    """Save the run's learning curve as PNG beside it and in MLflow; never fail the run."""
+    try:
+        from .plots import plot_run
+
+        tracker.log_artifact(str(plot_run(tracker.run_id, path)))
+        log.info("learning curve: %s", path)
+    except Exception as e:  # noqa: BLE001 - a plot must not lose a finished run
+        log.warning("could not plot the learning curve: %s", e)

@@ -93,7 +93,13 @@ def cartpole() -> TrainConfig:
         eval_trials_per_task=8,
         checkpoint_every_steps=50_000,
         network=NetworkConfig(
-            d_model=128, num_layers=2, num_heads=8, d_ff=512, context_length=64, num_critics=4
+            d_model=128,
+            num_layers=2,
+            num_heads=8,
+            d_ff=512,
+            context_length=64,
+            num_critics=4,
+            num_bins=32,  # DESIGN: 32-64 for small tasks; the output layer is most of an update
         ),
     )
 
