@@ -54,11 +54,11 @@ class ImageField(nn.Module):
         h, w, c = spec.shape
         self.cnn = nn.Sequential(
             nn.Conv2d(c, channels, 3, stride=2, padding=1),
-            nn.GELU(),
+            nn.LeakyReLU(),
             nn.Conv2d(channels, channels, 3, stride=2, padding=1),
-            nn.GELU(),
+            nn.LeakyReLU(),
             nn.Conv2d(channels, channels, 3, stride=1, padding=1),
-            nn.GELU(),
+            nn.LeakyReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -108,10 +108,10 @@ class TimestepEncoder(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hid),
             nn.LayerNorm(hid),
-            nn.GELU(),
+            nn.LeakyReLU(),
             nn.Linear(hid, hid),
             nn.LayerNorm(hid),
-            nn.GELU(),
+            nn.LeakyReLU(),
             nn.Linear(hid, cfg.d_model),
         )
 

@@ -22,10 +22,10 @@ def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(in_dim, hidden),
         nn.LayerNorm(hidden),
-        nn.GELU(),
+        nn.LeakyReLU(),
         nn.Linear(hidden, hidden),
         nn.LayerNorm(hidden),
-        nn.GELU(),
+        nn.LeakyReLU(),
         nn.Linear(hidden, out_dim),
     )
 
@@ -142,8 +142,8 @@ class CriticEnsemble(nn.Module):
     def _hidden(self, x: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
         """(N, in) -> (C', N, hid) for the selected critics."""
         x = x.unsqueeze(0).expand(self.num_critics if ids is None else len(ids), -1, -1)
-        x = F.gelu(self.n1(self.l1(x, ids)))
-        return F.gelu(self.n2(self.l2(x, ids)))
+        x = F.leaky_relu(self.n1(self.l1(x, ids)))
+        return F.leaky_relu(self.n2(self.l2(x, ids)))
 
     def forward(
         self,

@@ -12,6 +12,19 @@ from __future__ import annotations
 
 import torch
 
+# Which slots a batch steps: a slice of consecutive slots (read as a view, no copy) or any ids.
+Slots = torch.Tensor | slice
+
+
+def as_slots(slot_ids: torch.Tensor | None, batch: int) -> Slots:
+    """Consecutive ascending ids (and None: slots 0..B-1) become a slice, so no copy is made."""
+    if slot_ids is None:
+        return slice(0, batch)
+    if len(slot_ids) and bool((slot_ids.diff() == 1).all()):
+        first = int(slot_ids[0])
+        return slice(first, first + len(slot_ids))
+    return slot_ids
+
 
 class KVCache:
     def __init__(
@@ -40,22 +53,24 @@ class KVCache:
     def write(
         self,
         layer: int,
-        slot_ids: torch.Tensor | None,
+        slots: Slots,
         positions: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
     ) -> None:
         """Store one token's k, v (B, H, hd) per slot at ring index position % window."""
         ring = positions % self.window  # (B,)
-        slots = torch.arange(k.shape[0], device=k.device) if slot_ids is None else slot_ids
-        self.k[layer, slots, :, ring] = k
-        self.v[layer, slots, :, ring] = v
+        if isinstance(slots, slice):
+            rows = torch.arange(k.shape[0], device=k.device)
+            self.k[layer, slots][rows, :, ring] = k
+            self.v[layer, slots][rows, :, ring] = v
+        else:
+            self.k[layer, slots, :, ring] = k
+            self.v[layer, slots, :, ring] = v
 
-    def read(self, layer: int, slot_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, H, W, hd) keys and values; a view (no copy) when slot_ids is None."""
-        if slot_ids is None:
-            return self.k[layer], self.v[layer]
-        return self.k[layer, slot_ids], self.v[layer, slot_ids]
+    def read(self, layer: int, slots: Slots) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H, W, hd) keys and values: a view for a slice of slots, a gathered copy otherwise."""
+        return self.k[layer, slots], self.v[layer, slots]
 
     def valid_mask(
         self, positions: torch.Tensor, starts: torch.Tensor | None = None
