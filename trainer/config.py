@@ -7,8 +7,11 @@ Every value is checked here, before anything starts, so a typo fails in a second
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -137,17 +140,41 @@ def _convert(raw: str, typ: Any, key: str) -> Any:
     raise ConfigError(f"--set {key}: the setting has type {typ}, which --set cannot change")
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstrings written under dataclass fields (`x: int = 1` then `\"\"\"doc\"\"\"`)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
 def settable_keys(obj: Any = None, prefix: str = "") -> dict[str, str]:
-    """Dotted key -> docstring-less type description, for `polyskill train --list-keys`."""
+    """Dotted key -> 'type = default: doc', for `polyskill train --list-keys`."""
     obj = obj if obj is not None else TrainConfig()
     hints = typing.get_type_hints(type(obj))
+    docs = field_docs(type(obj))
     out: dict[str, str] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             out.update(settable_keys(value, f"{prefix}{f.name}."))
         elif f.name != "tasks":
-            out[f"{prefix}{f.name}"] = f"{hints[f.name]} = {value!r}"
+            hint = hints[f.name]
+            if typing.get_origin(hint) is Literal:
+                typ = "|".join(typing.get_args(hint))
+            else:
+                typ = getattr(hint, "__name__", str(hint).replace("typing.", ""))
+            doc = f"  {docs[f.name]}" if f.name in docs else ""
+            out[f"{prefix}{f.name}"] = f"{typ} = {value!r}{doc}"
     return out
 
 

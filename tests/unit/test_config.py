@@ -1,0 +1,51 @@
+"""Config errors are caught before training, with messages that say which setting and why."""
+
+import pytest
+
+from polyskill.trainer.config import ConfigError, TrainConfig, apply_overrides, settable_keys
+from polyskill.trainer.presets import PRESETS, get_preset
+
+
+def test_overrides_reach_nested_configs_and_round_trip() -> None:
+    cfg = apply_overrides(
+        get_preset("smoke"),
+        [
+            "network.d_model=32",
+            "network.num_heads=2",
+            "optim.lr=3e-4",
+            "network.gammas=0.9,0.99",
+            "collector=process",
+            "network.agent=baseline",
+        ],
+    )
+    assert (cfg.network.d_model, cfg.optim.lr, cfg.network.gammas) == (32, 3e-4, (0.9, 0.99))
+    assert cfg.collector == "process" and cfg.network.agent == "baseline"
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("network.dmodel=3", "unknown setting 'network.dmodel'"),
+        ("num_envs=zero", "cannot read as"),
+        ("num_envs=0", "num_envs must be >= 1"),
+        ("network.d_model=30", "divisible by num_heads"),
+        ("collector=threads", "choose one of"),
+        ("network.agent=dqn", "choose one of"),
+        ("tasks=x", "tasks are chosen with --preset or --env"),
+        ("lr", "expects key=value"),
+    ],
+)
+def test_bad_overrides_fail_with_a_clear_message(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(get_preset("smoke"), [override])
+
+
+def test_every_preset_is_valid_and_every_key_is_listed_with_its_doc() -> None:
+    for name in PRESETS:
+        get_preset(name).validate()
+    keys = settable_keys()
+    assert "network.context_length" in keys and "optim.lr" in keys
+    assert "Tokens the policy attends over" in keys["network.context_length"]
+    with pytest.raises(ConfigError, match="unknown preset"):
+        get_preset("nope")
