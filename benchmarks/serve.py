@@ -10,6 +10,8 @@ generator runs here and its CPU time is reported next to the server's (both shar
   (3) throughput, 256 streamed sessions / bare batched model at B=256;                    >= 0.7
       and / the unbatched server (max_batch_size 1);                                      >= 10x
   (4) B=1 streamed p50 / bare in-process step p50;                                        <= 1.6
+  (5), (6) ONNX vs PyTorch step, and step latency during a hot swap: see serve_swap.py
+      (`--parts onnx swap` runs only those).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import numpy as np
 from polyskill_client._proto.polyskill.v1 import policy_pb2 as pb
 from polyskill_client._proto.polyskill.v1 import policy_pb2_grpc as pb_grpc
 from polyskill_client.tensors import encode_observation
+
+from .serve_swap import TARGET_ONNX_B1, onnx_vs_torch, swap_latency
 
 MODELS = {
     "default": {},
@@ -235,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/bench_serve.json", help="JSON results file")
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--parts", nargs="+", default=["grpc", "onnx", "swap"],
+                        choices=["grpc", "onnx", "swap"], help="which measurements to run")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_server:
@@ -255,7 +261,24 @@ def main(argv: list[str] | None = None) -> int:
             ckpt = make_checkpoint(f"{tmp}/{name}", env.observation_space, env.action_space, **cfg)
             ckpt512 = make_checkpoint(f"{tmp}/{name}512", env.observation_space, env.action_space,
                                       **{**cfg, "context_length": 512})
-            results["models"].append(bench_model(name, ckpt, ckpt512, args.quick))
+            if "grpc" in args.parts:
+                results["models"].append(bench_model(name, ckpt, ckpt512, args.quick))
+            if "onnx" in args.parts:
+                results.setdefault("onnx", {})[name] = r = onnx_vs_torch(
+                    ckpt, 200 if args.quick else 1000)
+                ok = r["onnx_over_torch_b1"] <= TARGET_ONNX_B1
+                print(f"{name:8s} ONNX/torch step B=1 {r['onnx_b1_ms']:.3f}/{r['torch_b1_ms']:.3f}"
+                      f" ms = {r['onnx_over_torch_b1']:.2f} (target {TARGET_ONNX_B1}) "
+                      f"{'ok' if ok else 'MISS'}; B=64 {r['onnx_b64_ms']:.3f}/"
+                      f"{r['torch_b64_ms']:.3f} ms = {r['onnx_over_torch_b64']:.2f}")
+            if "swap" in args.parts:
+                other = make_checkpoint(f"{tmp}/{name}-v2", env.observation_space,
+                                        env.action_space, seed=1, **cfg)
+                results.setdefault("swap", {})[name] = r = swap_latency(
+                    {1: ckpt, 2: other}, 2.0 if args.quick else 5.0)
+                print(f"{name:8s} swap: step p99 {r['swap_p99_ms']:.2f} ms during vs "
+                      f"{r['steady_p99_ms']:.2f} ms steady (p50 {r['swap_p50_ms']:.2f} vs "
+                      f"{r['steady_p50_ms']:.2f}; {r['sessions']} sessions)")
     print(f"{'model':8s} " + " ".join(f"{k:>24s}" for k in TARGETS))
     for r in results["models"]:
         cells = []

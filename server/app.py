@@ -45,14 +45,24 @@ def _model_thread_init(threads: int) -> None:
 
 
 def load_models(config: ServerConfig) -> ModelStore:
-    """The model store for `config`: a local checkpoint now, the registry with the MLflow issue."""
-    store = ModelStore()
+    """The model store for `config`: a local checkpoint, or a registry URI (loaded now if the
+    registry answers; otherwise the follower keeps trying while steps get UNAVAILABLE)."""
     if config.checkpoint:
-        store.apply(CheckpointSource(config.checkpoint), config.max_sessions, config.device)
+        store = ModelStore(source=CheckpointSource(config.checkpoint, backend=config.backend))
     elif config.model:
-        store.apply(source_from_uri(config.model), config.max_sessions, config.device)
+        store = ModelStore(source=source_from_uri(config.model, config.backend))
     else:
         log.warning("no --checkpoint or --model given: steps will fail with UNAVAILABLE")
+        return ModelStore()
+    try:
+        store.apply(store.source, config.max_sessions, config.device)
+    except (ValueError, FileNotFoundError, NotImplementedError):
+        raise
+    except Exception as e:  # noqa: BLE001 - registry down: start anyway and retry
+        if not getattr(store.source, "follow", False):
+            raise
+        log.warning("could not load %s yet (%s); retrying every %g s", config.model, e,
+                    config.poll_s)
     return store
 
 

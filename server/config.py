@@ -24,7 +24,12 @@ def _f(default: Any, help: str) -> Any:  # noqa: A002 - argparse's word
 @dataclass(frozen=True)
 class ServerConfig:
     checkpoint: str = _f("", "local checkpoint folder written by `polyskill train`")
-    model: str = _f("", "registry model URI models:/NAME@ALIAS (arrives with the MLflow issue)")
+    model: str = _f("", "registry model models:/NAME@ALIAS (followed: new versions hot-swap) or "
+                    "models:/NAME/VERSION; store = MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+    poll_s: float = _f(5.0, "how often the registry alias of --model is checked, in seconds")
+    migrate: str = _f("pin", "when the alias moves, live sessions: pin (finish on their version) "
+                      "or reencode (move to the new version at their next step)")
+    backend: str = _f("torch", "model runtime: torch, or onnx (ONNX Runtime, CUDA if available)")
     host: str = _f("127.0.0.1", "address to bind; 0.0.0.0 exposes the server (use auth + TLS)")
     port: int = _f(50051, "gRPC port; 0 picks a free one")
     max_sessions: int = _f(
@@ -69,6 +74,11 @@ class ServerConfig:
         need(self.log_format in ("text", "json"), f"log_format must be text or json, "
              f"got {self.log_format!r}")
         need(not (self.checkpoint and self.model), "give either checkpoint or model, not both")
+        need(self.poll_s > 0, f"poll_s must be > 0, got {self.poll_s}")
+        need(self.migrate in ("pin", "reencode"), f"migrate must be pin or reencode, "
+             f"got {self.migrate!r}")
+        need(self.backend in ("torch", "onnx"), f"backend must be torch or onnx, "
+             f"got {self.backend!r}")
 
     @property
     def is_loopback(self) -> bool:

@@ -18,7 +18,8 @@ from polyskill.agent.spaces import FieldSpec, ObsSpec, SpaceError, validate_obse
 
 from .batcher import Batcher
 from .config import ServerConfig
-from .errors import DeadlineExceeded, InvalidArgument, Unavailable
+from .errors import DeadlineExceeded, InvalidArgument, ServingError, Unavailable
+from .follower import ModelFollower
 from .metrics import Metrics
 from .models import LoadedModel, ModelStore
 from .sessions import Session, SessionTable
@@ -80,17 +81,27 @@ class Engine:
                                      config.tombstone_ttl_s)
         self.draining = False
         self._reaper: asyncio.Task | None = None
+        self.follower: ModelFollower | None = None
+        self._follow_task: asyncio.Task | None = None
+        if models.source is not None and getattr(models.source, "follow", False):
+            self.follower = ModelFollower(models, models.source, self.sessions.versions_in_use,
+                                          config.max_sessions, config.device, config.poll_s,
+                                          on_change=self._update_gauges)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self.batcher.start()
-        self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="session-reaper")
+        loop = asyncio.get_running_loop()
+        self._reaper = loop.create_task(self._reap(), name="session-reaper")
+        if self.follower is not None:
+            self._follow_task = loop.create_task(self.follower.run(), name="model-follower")
         self._update_gauges()
 
     async def stop(self) -> None:
         self.draining = True
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in (self._reaper, self._follow_task):
+            if task is not None:
+                task.cancel()
         await self.batcher.stop()
 
     async def _reap(self) -> None:
@@ -111,8 +122,10 @@ class Engine:
                      labels: dict[str, str]) -> tuple[Session, LoadedModel]:
         self._check_not_draining()
         model = self.models.resolve(model_ref)
+        alias = "" if model_ref.strip().isdigit() else (model_ref.strip()
+                                                         or self.models.default_alias)
         session = self.sessions.open(model.version, model.backend.zero_action(), deterministic,
-                                     seed, labels)
+                                     seed, labels, alias=alias)
         self._update_gauges()
         log.info("session opened", extra={"session": session.session_id, "slot": session.slot,
                                           "model_version": model.version, "labels": labels})
@@ -122,6 +135,8 @@ class Engine:
                   new_episode: bool, timeout: float | None) -> StepResult:
         self._check_not_draining()
         session = self.sessions.get(session_id)
+        if self.config.migrate == "reencode" and session.alias and not session.in_flight:
+            await self._migrate(session)
         model = self.models.get(session.model_version)
         check_observation(model.backend.obs_spec, obs)
         if not math.isfinite(reward):
@@ -140,6 +155,29 @@ class Engine:
             raise
         self.sessions.commit_step(plan, action, obs)
         return StepResult(action, model.version, plan.position)
+
+    async def _migrate(self, session: Session) -> None:
+        """Move a session onto the version its alias points to now, re-encoding its recent raw
+        steps into its slot of the new version's cache (on the model thread, between batches)."""
+        try:
+            target = self.models.resolve(session.alias)
+        except ServingError:
+            return  # alias gone: stay on the pinned version
+        if target.version == session.model_version:
+            return
+        history = list(session.history)
+        start = history[0].position if history else session.position
+        old = session.model_version
+        self.sessions.begin_migration(session.session_id)
+        try:
+            await self.batcher.run_sync(target.backend.reencode, session.slot, history)
+        except BaseException:
+            self.sessions.end_migration(session, None)
+            raise
+        self.sessions.end_migration(session, target.version, start)
+        log.info("session re-encoded", extra={"session": session.session_id, "from": old,
+                                              "model_version": target.version,
+                                              "steps": len(history)})
 
     def close_session(self, session_id: str) -> int:
         steps = self.sessions.close(session_id)

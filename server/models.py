@@ -2,19 +2,22 @@
 
 Several versions can be loaded at once (each with its own cache pool of `max_sessions` slots, so a
 session keeps its slot id when it is re-encoded onto another version). A `ModelSource` fills the
-store: `CheckpointSource` now (one local checkpoint = version 1 under the default alias); the
-MLflow registry source that follows an alias and loads new versions beside old ones plugs in
-through the same protocol (`poll()` returns versions to add and alias moves), so the server core
-does not change.
+store: `CheckpointSource` (one local checkpoint = version 1 under the default alias) or
+`registry_source.RegistrySource` (follows `models:/NAME@ALIAS` in MLflow; `follower.py` polls it
+and unloads versions no alias and no session uses). `poll()` returns versions to add and alias
+moves, so the server core does not depend on where models come from.
 
     python -c "from polyskill.server.models import *"
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from polyskill.agent.checkpoint import read_meta
 
@@ -36,18 +39,60 @@ class LoadedModel:
 
 
 class ModelSource(Protocol):
-    """Where models come from. `poll()` is called at start and then periodically."""
+    """Where models come from. `poll()` is called at start and then periodically (in a worker
+    thread: it may block on the network and on loading weights)."""
 
-    def poll(self, num_slots: int, device: str) -> tuple[list[LoadedModel], dict[str, int]]:
-        """New versions to load, and {alias: version} for aliases that (may have) moved."""
+    follow: bool  # True: poll periodically (a registry alias); False: load once
+
+    def poll(self, num_slots: int, device: str, loaded: Collection[int] = ()
+             ) -> tuple[list[LoadedModel], dict[str, int]]:
+        """New versions to load (not in `loaded`), and {alias: version} for aliases that (may
+        have) moved."""
         ...
+
+
+def load_backend(kind: str, path: str | Path, num_slots: int, device: str) -> Backend:
+    """A backend (`torch` or `onnx`) for a checkpoint folder, warmed up with one step."""
+    if kind == "onnx":
+        from .backends.onnx import OnnxBackend
+
+        backend: Backend = OnnxBackend.from_checkpoint(path, num_slots, device)
+    elif kind == "torch":
+        from .backends.torch import TorchBackend  # torch only where a model is loaded
+
+        backend = TorchBackend.from_checkpoint(path, num_slots, device)
+    else:
+        raise ValueError(f"unknown backend {kind!r}; choose torch or onnx")
+    warm_up(backend)
+    return backend
+
+
+def warm_up(backend: Backend) -> None:
+    """One step on slot 0 at position 0, so the first real step does not pay for allocation.
+
+    Harmless: a session's step at position 0 overwrites ring entry 0, and no other entry is valid
+    at position 0 (see KVCache.valid_mask)."""
+    from polyskill.agent.policy import StepInputs
+
+    from .backends.base import stack_observations
+
+    obs = {f.name: "" if f.kind == "text" else np.zeros(f.shape, f.dtype)
+           for f in backend.obs_spec.fields}
+    backend.step(StepInputs(
+        obs=stack_observations(backend.obs_spec, [obs]),
+        prev_action=np.asarray(backend.zero_action())[None],
+        prev_reward=np.zeros(1, np.float32), new_episode=np.ones(1, bool),
+        positions=np.zeros(1, np.int64), slot_ids=np.zeros(1, np.int64),
+        starts=np.zeros(1, np.int64)))
 
 
 class ModelStore:
     """Versions by number and aliases by name. Mutated on the event loop only."""
 
-    def __init__(self, default_alias: str = DEFAULT_ALIAS) -> None:
+    def __init__(self, default_alias: str = DEFAULT_ALIAS,
+                 source: ModelSource | None = None) -> None:
         self.default_alias = default_alias
+        self.source = source  # polled by follower.ModelFollower when source.follow
         self._versions: dict[int, LoadedModel] = {}
         self._aliases: dict[str, int] = {}
 
@@ -63,10 +108,21 @@ class ModelStore:
         for alias in aliases:
             self.set_alias(alias, model.version)
 
-    def set_alias(self, alias: str, version: int) -> None:
+    def set_alias(self, alias: str, version: int) -> bool:
+        """Point `alias` at a loaded version; True if it moved."""
         if version not in self._versions:
             raise ModelNotFound(f"cannot point alias {alias!r} at version {version}: not loaded")
+        moved = self._aliases.get(alias) != version
         self._aliases[alias] = version
+        return moved
+
+    def alias_version(self, alias: str) -> int | None:
+        return self._aliases.get(alias)
+
+    def unused(self, in_use: Collection[int]) -> list[int]:
+        """Loaded versions that no alias points to and no session uses: safe to unload."""
+        aliased = set(self._aliases.values())
+        return [v for v in self.versions if v not in aliased and v not in in_use]
 
     def remove(self, version: int) -> LoadedModel:
         """Unload a version (callers check no session uses it); its aliases are dropped."""
@@ -99,31 +155,37 @@ class ModelStore:
                                 f"{sorted(self._aliases)}, versions: {self.versions}")
         return self._versions[self._aliases[alias]]
 
-    def apply(self, source: ModelSource, num_slots: int, device: str) -> None:
-        new, aliases = source.poll(num_slots, device)
+    def apply(self, source: ModelSource, num_slots: int, device: str) -> list[str]:
+        """Poll `source` now (blocking) and apply its answer; returns the aliases that moved."""
+        new, aliases = source.poll(num_slots, device, set(self.versions))
+        return self.update(new, aliases)
+
+    def update(self, new: list[LoadedModel], aliases: dict[str, int]) -> list[str]:
         for model in new:
             self.add(model)
-        for alias, version in aliases.items():
-            self.set_alias(alias, version)
+        return [alias for alias, version in aliases.items() if self.set_alias(alias, version)]
 
 
 class CheckpointSource:
     """A local checkpoint folder (from `polyskill train`): loaded once as one version."""
 
-    def __init__(self, path: str | Path, aliases: tuple[str, ...] = (DEFAULT_ALIAS,)) -> None:
+    follow = False
+
+    def __init__(self, path: str | Path, aliases: tuple[str, ...] = (DEFAULT_ALIAS,),
+                 backend: str = "torch") -> None:
         self.path = Path(path)
         self.aliases = aliases
+        self.backend = backend
         self._loaded = False
 
-    def poll(self, num_slots: int, device: str) -> tuple[list[LoadedModel], dict[str, int]]:
+    def poll(self, num_slots: int, device: str, loaded: Collection[int] = ()
+             ) -> tuple[list[LoadedModel], dict[str, int]]:
         if self._loaded:
             return [], {}
-        from .backends.torch import TorchBackend  # torch only where a model is loaded
-
         meta = read_meta(self.path)
         version = int(meta.get("version", 1))
         name = str(meta.get("name") or _checkpoint_name(self.path))
-        backend = TorchBackend.from_checkpoint(self.path, num_slots, device)
+        backend = load_backend(self.backend, self.path, num_slots, device)
         model = LoadedModel(name, version, backend, meta, str(self.path))
         self._loaded = True
         return [model], {a: version for a in self.aliases}
@@ -137,12 +199,8 @@ def _checkpoint_name(path: Path) -> str:
     return path.name
 
 
-def source_from_uri(model_uri: str) -> ModelSource:
-    """`models:/NAME@ALIAS` -> a registry source. Not implemented before the MLflow issue."""
-    if not model_uri.startswith("models:/"):
-        raise ValueError(f"--model expects models:/NAME@ALIAS or models:/NAME/VERSION, "
-                         f"got {model_uri!r}")
-    raise NotImplementedError(
-        f"cannot load {model_uri}: the MLflow registry loader arrives with the MLflow integration; "
-        "serve a local checkpoint for now: --checkpoint RUN_DIR/checkpoints/latest"
-    )
+def source_from_uri(model_uri: str, backend: str = "torch") -> ModelSource:
+    """`models:/NAME@ALIAS` (followed) or `models:/NAME/VERSION` (fixed) in the MLflow registry."""
+    from .registry_source import RegistrySource
+
+    return RegistrySource(model_uri, backend)

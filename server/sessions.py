@@ -68,6 +68,7 @@ class Session:
     prev_action: np.ndarray
     history: deque[RawStep]
     labels: dict[str, str] = field(default_factory=dict)
+    alias: str = ""  # the alias it was opened with ("" = pinned to an explicit version)
     position: int = 0  # steps taken = index of the next step
     start: int = 0
     last_used: float = 0.0
@@ -125,7 +126,7 @@ class SessionTable:
     # ---- lifecycle ----------------------------------------------------------------------------
     def open(
         self, model_version: int, zero_action: np.ndarray, deterministic: bool = False,
-        seed: int = 0, labels: dict[str, str] | None = None,
+        seed: int = 0, labels: dict[str, str] | None = None, alias: str = "",
     ) -> Session:
         if not self._free:
             raise ResourceExhausted(
@@ -141,7 +142,7 @@ class SessionTable:
             session_id=session_id, slot=heapq.heappop(self._free), model_version=model_version,
             deterministic=deterministic, seed=seed, rng=np.random.default_rng(seed),
             prev_action=zero_action.copy(), history=deque(maxlen=self.history_steps),
-            labels=dict(labels or {}), last_used=self.clock(),
+            labels=dict(labels or {}), alias=alias, last_used=self.clock(),
         )
         self._sessions[session_id] = session
         return session
@@ -199,6 +200,24 @@ class SessionTable:
             return
         session.in_flight = False
         session.last_used = self.clock()
+
+    def begin_migration(self, session_id: str) -> Session:
+        """Reserve a session for re-encoding onto another version (like a step in flight)."""
+        session = self.get(session_id)
+        if session.in_flight:
+            raise StepInFlight(f"session {session_id!r} already has a step in flight; send its "
+                               "steps one at a time (wait for each action)")
+        session.in_flight = True
+        return session
+
+    def end_migration(self, session: Session, version: int | None, start: int = 0) -> None:
+        """Finish a migration: repin to `version` with cache start `start` (None = it failed)."""
+        if self._sessions.get(session.session_id) is not session:  # closed meanwhile
+            self._release_held(session.slot)
+            return
+        session.in_flight = False
+        if version is not None:
+            session.model_version, session.start = version, start
 
     def touch(self, session_id: str) -> None:
         self.get(session_id).last_used = self.clock()

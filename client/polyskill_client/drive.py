@@ -192,6 +192,24 @@ def print_report(s: dict[str, Any]) -> None:
           f"latency p50 {_fmt(lat['p50'], '.2f')} ms, p99 {_fmt(lat['p99'], '.2f')} ms")
 
 
+def drive(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the sessions and return the summary (what `--json` prints); for programs like the
+    demo that drive a server repeatedly."""
+    register_envs(args.env, args.imports)
+    tally = Tally([[] for _ in range(args.episodes)], [[] for _ in range(args.episodes)])
+    started = time.perf_counter()
+    with PolicyClient(args.server, token=args.token, tls=args.tls or bool(args.ca),
+                      root_certificates=args.ca, timeout=args.timeout,
+                      retry=RetryPolicy(max_elapsed_s=5.0)) as client:
+        threads = [threading.Thread(target=run_session, args=(i, args, client, tally),
+                                    name=f"drive-{i}") for i in range(args.sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return summarize(args, tally, time.perf_counter() - started)
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `polyskill drive`; returns the exit code (1 if any session failed)."""
     try:
@@ -205,19 +223,7 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             print(f"polyskill drive: {name} must be >= 1, got {value}", file=sys.stderr)
             return 2
-    register_envs(args.env, args.imports)
-    tally = Tally([[] for _ in range(args.episodes)], [[] for _ in range(args.episodes)])
-    started = time.perf_counter()
-    with PolicyClient(args.server, token=args.token, tls=args.tls or bool(args.ca),
-                      root_certificates=args.ca, timeout=args.timeout,
-                      retry=RetryPolicy(max_elapsed_s=5.0)) as client:
-        threads = [threading.Thread(target=run_session, args=(i, args, client, tally),
-                                    name=f"drive-{i}") for i in range(args.sessions)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    summary = summarize(args, tally, time.perf_counter() - started)
+    summary = drive(args)
     if args.json:
         print(json.dumps(summary))
         for error in summary["errors"]:

@@ -318,7 +318,7 @@ def test_cli_serves_and_drains_on_sigterm(ckpts) -> None:
         proc.kill() if proc.poll() is None else None
 
 
-def test_model_uri_is_a_clear_error_for_now() -> None:
+def test_malformed_model_uri_is_a_clear_error() -> None:
     out = subprocess.run([sys.executable, "-m", "polyskill.server.app", "--model",
-                          "models:/polyskill@champion"], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 2 and "MLflow integration" in out.stderr
+                          "models:/polyskill"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "models:/NAME@ALIAS" in out.stderr
