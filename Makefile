@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	touch $(STAMP)
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python scripts/gen_proto.py --check
 	$(BIN)/python -m pytest -q
 
 demo: setup
