@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	# torch first: the local CPU build; the project's range then installs nothing more.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ./client
-	$(BIN)/pip install -q -e ".[$(EXTRA),test]"
+	# suites: Meta-World, BabyAI, POPGym, Atari adapters (~300 MB, ~20 s; tests skip without it)
+	$(BIN)/pip install -q -e ".[$(EXTRA),test,suites]"
 	touch $(STAMP)
 
 test: setup

@@ -7,6 +7,7 @@ dict of named fields; a non-Dict space becomes the single field "obs".
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -91,6 +92,45 @@ class ObsSpec:
         return ObsSpec(tuple(FieldSpec.from_dict(f) for f in d["fields"]))
 
 
+TEXT_WORD = re.compile(r"[a-z0-9]+")
+"""The one text rule (trainer and server): lower-case, then runs of [a-z0-9] are words."""
+
+
+def tokenize_text(text: str, vocab: tuple[str, ...], max_length: int) -> np.ndarray:
+    """Text -> (max_length,) int64 ids: a word's index in `vocab` + 1; unknown words and padding
+    are 0 (the encoder ignores them). Words past `max_length` are dropped.
+    NOTE: must stay equal to server.backends.base.tokenize (a served model sees strings)."""
+    index = {w: i + 1 for i, w in enumerate(vocab)}
+    ids = [index.get(w, 0) for w in TEXT_WORD.findall(text.lower())][:max_length]
+    out = np.zeros(max(max_length, 1), dtype=np.int64)  # (L,)
+    out[: len(ids)] = ids
+    return out
+
+
+class TokenIds(gym.spaces.Box):
+    """A text field already tokenised by `tokenize_text`: (max_length,) int64 ids in [0, V].
+
+    Envs expose text this way (e.g. BabyAI's mission) so vector envs can stack it and
+    `batch_observations` gets ids; `obs_spec_from_space` turns it into a FieldSpec(kind="text")
+    carrying the vocabulary, so a served model takes the raw string instead.
+    """
+
+    def __init__(self, vocab: tuple[str, ...], max_length: int, seed: Any = None) -> None:
+        if max_length < 1 or not vocab:
+            raise ValueError("TokenIds needs a non-empty vocab and max_length >= 1")
+        self.vocab = tuple(vocab)
+        super().__init__(0, len(self.vocab), shape=(max_length,), dtype=np.int64, seed=seed)
+
+    def encode(self, text: str) -> np.ndarray:  # str -> (L,) int64
+        return tokenize_text(text, self.vocab, self.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TokenIds) and other.vocab == self.vocab and super().__eq__(other)
+
+    def __repr__(self) -> str:
+        return f"TokenIds(vocab={len(self.vocab)} words, max_length={self.shape[0]})"
+
+
 def _is_image(space: gym.spaces.Box) -> bool:
     return space.dtype == np.uint8 and len(space.shape) == 3
 
@@ -104,6 +144,8 @@ def _bound(x: np.ndarray) -> float | None:
 
 
 def field_from_space(name: str, space: gym.Space, text_vocab: tuple[str, ...] = ()) -> FieldSpec:
+    if isinstance(space, TokenIds):  # before Box: it is one, but its ids are words
+        return FieldSpec(name, "text", (), "str", max_length=space.shape[0], vocab=space.vocab)
     if isinstance(space, gym.spaces.Box):
         if _is_image(space):
             return FieldSpec(name, "image", tuple(space.shape), "uint8", 0.0, 255.0)

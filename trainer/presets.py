@@ -4,6 +4,19 @@
            the good arm in context within about a minute on one CPU core.
 - scales:  bandit (x1) and dark room (x1000) rewards in one agent: the reward-scale barrier.
 - cartpole: gymnasium CartPole-v1 with the reference-size network (the `bench train` config).
+
+Benchmark suites (need `pip install -e '.[suites]'`; docs/suites.md says how spaces are shared):
+- metaworld-ml10:  Meta-World ML10, goal hidden: 10 train tasks, 5 held-out test tasks (weight 0:
+                   evaluated only); 3 episodes of 500 steps per trial, a new goal per trial.
+- metaworld-ml45:  the same with ML45's 45 + 5 tasks (large: never in CI).
+- metaworld-scales: reach, button-press, coffee-button, window-open: expert returns from 474 to
+                   4,845 per episode, for the reward-scale barrier on a real benchmark.
+- babyai:          five BabyAI levels (image + direction + tokenised mission), 2 attempts per
+                   level instance.
+- popgym:          the 14 POPGym memory tasks (Easy), one-hot observations zero-padded, one shared
+                   Discrete(64) action set; returns are in [-1, 1] per task by construction.
+- atari-multigame: Pong, Breakout, SpaceInvaders, Seaquest, Qbert: unclipped rewards, 18 actions,
+                   84x84x1 frames; episodes cut at 1,000 agent steps to bound replay size.
 """
 
 from __future__ import annotations
@@ -13,7 +26,11 @@ from collections.abc import Callable
 from polyskill.agent.config import NetworkConfig
 
 from .config import ConfigError, TrainConfig
+from .envs import metaworld as mw
+from .envs.atari import atari_tasks
+from .envs.babyai import babyai_tasks
 from .envs.multitask import TaskSpec
+from .envs.popgym import popgym_tasks
 from .learner import OptimConfig
 
 
@@ -104,10 +121,92 @@ def cartpole() -> TrainConfig:
     )
 
 
+def _suite(tasks: list[TaskSpec], episodes_per_trial: int, network: NetworkConfig,
+           **kw) -> TrainConfig:
+    """Shared settings of the suite presets: small-CPU sized, evaluation every 100k steps."""
+    base: dict = dict(
+        num_envs=8,
+        batch_size=24,
+        steps_per_iteration=16,
+        updates_per_iteration=2,
+        learning_starts=5_000,
+        eps_anneal_steps=500_000,
+        total_steps=5_000_000,
+        eval_every_steps=100_000,
+        eval_trials_per_task=4,
+        checkpoint_every_steps=50_000,
+        replay_max_trajectories=2_000,
+        optim=OptimConfig(lr=3e-4, warmup_updates=500),
+    )
+    return TrainConfig(tasks=tasks, episodes_per_trial=episodes_per_trial, network=network,
+                       **{**base, **kw})  # fmt: skip
+
+
+def _metaworld(train: tuple[str, ...], test: tuple[str, ...] = ()) -> TrainConfig:
+    # DESIGN: lr 5e-4 for Meta-World; a trial is 3 x 500 steps, the context sees half an episode.
+    return _suite(
+        mw.metaworld_tasks(train, test),
+        episodes_per_trial=3,
+        network=_small_network(context=256, d_model=128, num_layers=2, num_heads=4, d_ff=256,
+                               encoder_hidden=128, head_hidden=128),
+        replay_max_trajectories=1_000,
+        optim=OptimConfig(lr=5e-4, warmup_updates=500),
+    )  # fmt: skip
+
+
+def metaworld_ml10() -> TrainConfig:
+    return _metaworld(mw.ML10_TRAIN, mw.ML10_TEST)
+
+
+def metaworld_ml45() -> TrainConfig:
+    return _metaworld(mw.ML45_TRAIN, mw.ML45_TEST)
+
+
+def metaworld_scales() -> TrainConfig:
+    return _metaworld(("reach-v3", "button-press-v3", "coffee-button-v3", "window-open-v3"))
+
+
+def babyai() -> TrainConfig:
+    return _suite(
+        babyai_tasks(),
+        episodes_per_trial=2,  # two attempts at one level instance
+        network=_small_network(context=256, d_model=128, num_layers=2, num_heads=4, d_ff=256,
+                               encoder_hidden=128, head_hidden=128, image_channels=16),
+    )  # fmt: skip
+
+
+def popgym() -> TrainConfig:
+    return _suite(
+        popgym_tasks(),
+        episodes_per_trial=1,  # memory within an episode; context covers the longest (200)
+        network=_small_network(context=256, d_model=128, num_layers=2, num_heads=4, d_ff=256,
+                               encoder_hidden=128, head_hidden=128),
+    )  # fmt: skip
+
+
+def atari_multigame() -> TrainConfig:
+    return _suite(
+        atari_tasks(max_episode_steps=1_000),
+        episodes_per_trial=1,
+        num_envs=4,
+        # 1,000 steps x 7 KB frames = 7 MB per trajectory: 300 of them bound the replay at 2 GB.
+        replay_max_trajectories=300,
+        eval_trials_per_task=2,
+        network=_small_network(context=64, d_model=128, num_layers=2, num_heads=4, d_ff=256,
+                               encoder_hidden=128, head_hidden=128, image_channels=32),
+    )  # fmt: skip
+
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "smoke": smoke,
     "scales": scales,
     "cartpole": cartpole,
+    "metaworld-ml10": metaworld_ml10,
+    "metaworld-ml45": metaworld_ml45,
+    "metaworld-scales": metaworld_scales,
+    "babyai": babyai,
+    "popgym": popgym,
+    "atari-multigame": atari_multigame,
 }
 
 
