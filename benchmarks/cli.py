@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = {"train": "polyskill.benchmarks.train", "serve": "polyskill.benchmarks.serve"}
+BENCHMARKS = {
+    "train": "polyskill.benchmarks.train",
+    "serve": "polyskill.benchmarks.serve",
+    "barrier": "polyskill.benchmarks.barrier",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,25 @@
+"""`polyskill bench barrier` runs both agents and the single-task references, resumes, and writes
+a report that marks partial runs instead of extrapolating them."""
+
+import json
+from pathlib import Path
+
+from polyskill.benchmarks.barrier import main
+
+
+def test_barrier_report_on_a_tiny_budget(tmp_path: Path) -> None:
+    args = ["--preset", "smoke", "--steps", "800", "--seeds", "0", "--rescale", "bandit=100",
+            "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "out" / "smoke_banditx100.json").read_text())
+    assert set(summary["runs"]) == {"amago2/seed0", "baseline/seed0", "reference/bandit/seed0"}
+    assert all(r["done"] and r["env_steps"] >= 800 for r in summary["runs"].values())
+    rows = {(r["agent"], r["task"]): r for r in summary["rows"]}
+    assert rows[("amago2", "bandit")]["normalised"] == 1.0  # same config and seed as its reference
+    # rewards were scaled x100: returns are in the hundreds
+    assert rows[("baseline", "bandit")]["return"] > 50
+    assert (tmp_path / "out" / "smoke_banditx100.png").stat().st_size > 0
+    # a second call resumes every run (nothing retrained) and reports the same numbers
+    assert main(args) == 0
+    again = json.loads((tmp_path / "out" / "smoke_banditx100.json").read_text())
+    assert again["rows"] == summary["rows"]
