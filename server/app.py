@@ -80,13 +80,27 @@ class PolicyServer:
         await self.server.start()
         if self.config.metrics_port:
             self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
-        status = SERVING if len(self.engine.models) else NOT_SERVING
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, status)  # a coroutine in grpc.aio (must be awaited)
+        await self._set_health()
+        follower = self.engine.follower
+        if follower is not None:  # health follows the store: SERVING once a version is loaded
+            previous = follower.on_change
+
+            def on_change() -> None:
+                if previous is not None:
+                    previous()
+                if not self.engine.draining:
+                    asyncio.get_running_loop().create_task(self._set_health())
+
+            follower.on_change = on_change
         log.info("serving", extra={"port": self.port, "models": self.engine.models.versions,
                                    "metrics_port": self.metrics_port,
                                    "auth": bool(self.config.auth_token),
                                    "tls": bool(self.config.tls_cert)})
+
+    async def _set_health(self) -> None:
+        status = SERVING if len(self.engine.models) else NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)  # a coroutine in grpc.aio (must be awaited)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, reject new steps, let in-flight ones finish, stop."""

@@ -67,6 +67,9 @@ def check_observation(spec: ObsSpec, obs: dict[str, np.ndarray | str]) -> None:
             raise InvalidArgument(f"{e}; expected {describe_field(f)}") from None
 
 
+UNKNOWN_CONTEXT_HISTORY = 1024
+
+
 class Engine:
     def __init__(self, config: ServerConfig, models: ModelStore, batcher: Batcher,
                  metrics: Metrics) -> None:
@@ -77,8 +80,10 @@ class Engine:
         history = config.history_steps
         if not history and len(models):
             history = max(models.get(v).backend.context_length for v in models.versions)
-        self.sessions = SessionTable(config.max_sessions, config.idle_timeout_s, history or 1,
-                                     config.tombstone_ttl_s)
+        # NOTE: started before any version is loaded (registry empty or down), the context length
+        # is unknown: keep a generous history so a later re-encode still sees a full window.
+        self.sessions = SessionTable(config.max_sessions, config.idle_timeout_s,
+                                     history or UNKNOWN_CONTEXT_HISTORY, config.tombstone_ttl_s)
         self.draining = False
         self._reaper: asyncio.Task | None = None
         self.follower: ModelFollower | None = None

@@ -143,3 +143,30 @@ def test_serve_cli_options_exist(tmp_path: Path) -> None:
     assert (cfg.poll_s, cfg.migrate, cfg.backend) == (2.0, "reencode", "onnx")
     with pytest.raises(ValueError, match="migrate must be pin or reencode"):
         ServerConfig(migrate="always")
+
+
+def test_health_turns_serving_when_the_first_version_arrives(paths: dict[int, str]) -> None:
+    """Started before the registry has a champion (or while it is down): NOT_SERVING and
+    UNAVAILABLE steps, then SERVING as soon as the follower loads a version."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    source = ScriptedSource(paths, "torch")
+    real_poll = source.poll
+    source.poll = lambda *a: ([], {})  # nothing registered yet
+    store = ModelStore(source=source)
+    with ServerThread(ServerConfig(port=0, max_sessions=4, poll_s=0.05), store) as srv:
+        channel, client = stub(srv.address)
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def status() -> int:
+            return health.Check(health_pb2.HealthCheckRequest()).status
+
+        assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.RpcError) as err:
+            client.OpenSession(pb.OpenSessionRequest())
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        source.poll = real_poll  # the first champion is registered
+        _wait(lambda: status() == health_pb2.HealthCheckResponse.SERVING)
+        sid = client.OpenSession(pb.OpenSessionRequest()).session_id
+        assert client.Act(act_request(sid, np.zeros(3, np.float32))).model_version == 1
+        channel.close()
