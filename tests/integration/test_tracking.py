@@ -1,0 +1,35 @@
+"""A training run as MLflow records it: params, the documented metric keys, the learning curve."""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from polyskill.trainer.loop import train
+from polyskill.trainer.presets import smoke
+
+
+@pytest.mark.timeout(180)
+def test_training_logs_metrics_params_and_curve(tmp_path: Path, monkeypatch) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # the default artifact root is ./mlruns
+    cfg = smoke()
+    cfg.total_steps, cfg.eval_every_steps, cfg.log_every_seconds = 1600, 800, 0.0
+    cfg.eval_trials_per_task, cfg.learning_starts = 8, 320
+    train(cfg, tmp_path / "run", track=True)
+
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("polyskill").experiment_id])
+    assert run.info.status == "FINISHED"
+    keys = set(run.data.metrics)
+    expected = {"eval/bandit/return", "eval/bandit/success", "eval/mean_return",
+                "train/env_steps", "train/updates", "train/env_steps_per_s",
+                "train/updates_per_s", "losses/actor", "losses/critic"}
+    expected |= {f"eval/bandit/return_ep{k}" for k in range(1, 11)}
+    assert expected <= keys, expected - keys
+    history = client.get_metric_history(run.info.run_id, "eval/bandit/return")
+    assert sorted(m.step for m in history) == [800, 1600]
+    assert run.data.params["network.context_length"] == "11"
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "learning_curve.png" in artifacts
