@@ -16,10 +16,15 @@ import torch
 Slots = torch.Tensor | slice
 
 
-def as_slots(slot_ids: torch.Tensor | None, batch: int) -> Slots:
-    """Consecutive ascending ids (and None: slots 0..B-1) become a slice, so no copy is made."""
+def as_slots(slot_ids: Slots | None, batch: int) -> Slots:
+    """Consecutive ascending ids (and None: slots 0..B-1) become a slice, so no copy is made.
+
+    A slice is passed through (callers holding numpy ids can decide without four torch ops).
+    """
     if slot_ids is None:
         return slice(0, batch)
+    if isinstance(slot_ids, slice):
+        return slot_ids
     if len(slot_ids) and bool((slot_ids.diff() == 1).all()):
         first = int(slot_ids[0])
         return slice(first, first + len(slot_ids))
@@ -70,7 +75,11 @@ class KVCache:
 
     def read(self, layer: int, slots: Slots) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, H, W, hd) keys and values: a view for a slice of slots, a gathered copy otherwise."""
-        return self.k[layer, slots], self.v[layer, slots]
+        if isinstance(slots, slice):
+            return self.k[layer, slots], self.v[layer, slots]
+        # NOTE: index_select, not k[layer, ids]: the same copy, 5x faster on CPU (0.12 vs 0.59 ms
+        # for 127 of 256 slots, 1 thread); it was a quarter of the server's model time under load.
+        return self.k[layer].index_select(0, slots), self.v[layer].index_select(0, slots)
 
     def valid_mask(
         self, positions: torch.Tensor, starts: torch.Tensor | None = None

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .heads import Categorical, TanhGaussian
+from .kv_cache import Slots
 from .network import AgentNetwork
 from .spaces import ActionSpec
 
@@ -47,16 +48,28 @@ class ActionParams:
 
     def select(self, deterministic: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         """Actions (B,) int or (B, dim) float: the mode where deterministic, else a sample."""
+        sampled = np.flatnonzero(~np.asarray(deterministic, dtype=bool))  # rows to sample
         if self.spec.kind == "discrete":
-            out = self.probs.argmax(-1)
-            for i, rng in enumerate(rngs):
-                if not deterministic[i]:
-                    out[i] = rng.choice(self.probs.shape[-1], p=self.probs[i] / self.probs[i].sum())
-            return out.astype(np.int64)
+            out = self.probs.argmax(-1).astype(np.int64)
+            if len(sampled) > 4:
+                # NOTE: inverse CDF on one uniform per session, vectorised: the same arithmetic and
+                # the same Generator draw as `rng.choice(n, p=p)` (so identical actions), without
+                # its ~7 us of per-call checks (about 2 ms per batch of 256 sessions).
+                u = np.array([rngs[i].random() for i in sampled])  # (S,)
+                p = self.probs[sampled]
+                cdf = (p / p.sum(-1, keepdims=True)).astype(np.float64).cumsum(-1)  # (S, n)
+                cdf /= cdf[:, -1:]
+                out[sampled] = (cdf <= u[:, None]).sum(-1)  # = cdf.searchsorted(u, "right")
+            else:  # a few rows: the same arithmetic row by row is cheaper than the vector setup
+                for i in sampled:
+                    p = self.probs[i]
+                    cdf = (p / p.sum()).astype(np.float64).cumsum()  # (n,)
+                    cdf /= cdf[-1]
+                    out[i] = cdf.searchsorted(rngs[i].random(), "right")
+            return out
         u = self.mean.copy()
-        for i, rng in enumerate(rngs):
-            if not deterministic[i]:
-                u[i] = u[i] + self.std[i] * rng.standard_normal(u.shape[-1])
+        for i in sampled:
+            u[i] = u[i] + self.std[i] * rngs[i].standard_normal(u.shape[-1])
         low, high = np.asarray(self.spec.low), np.asarray(self.spec.high)
         return (low + (np.tanh(u) + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
@@ -68,6 +81,15 @@ def to_tensors(inputs: StepInputs, device: torch.device) -> dict[str, torch.Tens
     t["new_episode"] = torch.as_tensor(inputs.new_episode, device=device)
     t["positions"] = torch.as_tensor(inputs.positions, device=device, dtype=torch.long)
     return t
+
+
+def _slots(slot_ids: np.ndarray, device: torch.device) -> Slots:
+    """Consecutive ascending ids -> a slice (the cache is read as a view), decided in numpy."""
+    ids = np.asarray(slot_ids)
+    if len(ids) and (len(ids) == 1 or bool((np.diff(ids) == 1).all())):
+        first = int(ids[0])
+        return slice(first, first + len(ids))
+    return torch.as_tensor(ids, device=device)
 
 
 class Policy:
@@ -85,11 +107,7 @@ class Policy:
     @torch.inference_mode()
     def step(self, inputs: StepInputs) -> ActionParams:
         t = to_tensors(inputs, self.device)
-        slots = (
-            None
-            if inputs.slot_ids is None
-            else torch.as_tensor(inputs.slot_ids, device=self.device)
-        )
+        slots = None if inputs.slot_ids is None else _slots(inputs.slot_ids, self.device)
         starts = (
             None if inputs.starts is None else torch.as_tensor(inputs.starts, device=self.device)
         )

@@ -94,34 +94,49 @@ def echo_server() -> None:
 
 
 # ---- bare model ---------------------------------------------------------------------------------
-def bare_model(ckpt: str, batch: int, steps: int, start: int = 0) -> list[float]:
-    """Seconds per Policy.step for `batch` slots, in this process (1 thread)."""
-    from polyskill.agent.checkpoint import load_network
-    from polyskill.agent.policy import Policy, StepInputs
+def _inputs(batch: int, t: int, rng: np.random.Generator):
+    from polyskill.agent.policy import StepInputs
 
-    policy = Policy(load_network(ckpt), batch)
+    return StepInputs(obs={"obs": rng.normal(size=(batch, 4)).astype(np.float32)},
+                      prev_action=np.zeros(batch, np.int64),
+                      prev_reward=np.zeros(batch, np.float32),
+                      new_episode=np.zeros(batch, bool), positions=np.full(batch, t),
+                      slot_ids=np.arange(batch), starts=np.zeros(batch, np.int64))
+
+
+def bare_model(ckpt: str, batch: int, steps: int, start: int = 0, backend: str = "torch",
+               idle_s: float = 0.0) -> list[float]:
+    """Seconds per backend step + action sampling for `batch` slots, in this process, 1 thread.
+
+    The same work the server's model pass does per batch (backend.step + ActionParams.select with
+    one Generator per session), minus all serving: the bare-model baseline of (1)-(4).
+    `idle_s` > 0 sleeps that long before each step, as a served B=1 step idles while its answer
+    and the next request cross the network (a diagnostic: the CPU goes cold in the gap).
+    """
+    from polyskill.server.models import load_backend
+
+    model = load_backend(backend, ckpt, batch, "cpu")
     rng = np.random.default_rng(0)
+    rngs = [np.random.default_rng(i) for i in range(batch)]
     times = []
     for t in range(start, start + steps):
-        inputs = StepInputs(obs={"obs": rng.normal(size=(batch, 4)).astype(np.float32)},
-                            prev_action=np.zeros(batch, np.int64),
-                            prev_reward=np.zeros(batch, np.float32),
-                            new_episode=np.zeros(batch, bool), positions=np.full(batch, t),
-                            slot_ids=np.arange(batch), starts=np.zeros(batch, np.int64))
+        inputs = _inputs(batch, t, rng)
+        if idle_s:
+            time.sleep(idle_s)
         t0 = time.perf_counter()
-        params = policy.step(inputs)
-        params.select(np.zeros(batch, bool), [rng] * batch)
+        model.step(inputs).select(np.zeros(batch, bool), rngs)
         times.append(time.perf_counter() - t0)
     return times
 
 
-def cache_vs_recompute(ckpt: str, context: int, reps: int) -> dict[str, float]:
-    """(2): one cached step at a full 512 window vs a full forward over the 512-step context."""
+def cache_vs_recompute(ckpt: str, context: int, reps: int, backends: list[str]
+                       ) -> dict[str, float]:
+    """(2): one cached step with a full 512-step window vs a torch forward over the whole 512-step
+    context (what a cache-less server must do per step); the cached step per backend."""
     import torch
 
     from polyskill.agent.checkpoint import load_network
 
-    cached = float(np.median(bare_model(ckpt, 1, reps, start=context + 10)))
     net = load_network(ckpt).eval()
     T = context
     obs = {"obs": torch.randn(1, T, 4)}
@@ -129,13 +144,17 @@ def cache_vs_recompute(ckpt: str, context: int, reps: int) -> dict[str, float]:
             torch.zeros(1, T, dtype=torch.bool), torch.arange(T)[None])
     full = []
     with torch.inference_mode():
-        for _ in range(max(3, reps // 20)):
+        for _ in range(max(5, reps // 20)):
             t0 = time.perf_counter()
             net.actor(net.features(*args)[:, -1:])
             full.append(time.perf_counter() - t0)
-    recompute = float(np.median(full))
-    return {"cached_step_ms": cached * 1e3, "recompute_ms": recompute * 1e3,
-            "cache_speedup": recompute / cached}
+    out = {"recompute_torch_ms": float(np.median(full)) * 1e3}
+    for kind in backends:
+        # steps context..context+reps: the ring is full, every step attends over 512 entries
+        cached = float(np.median(bare_model(ckpt, 1, context + reps, backend=kind)[context:]))
+        out[f"cached_step_{kind}_ms"] = cached * 1e3
+        out[f"cache_speedup_{kind}"] = out["recompute_torch_ms"] / (cached * 1e3)
+    return out
 
 
 # ---- gRPC load ----------------------------------------------------------------------------------
@@ -160,78 +179,178 @@ async def stream_latency(address: str, steps: int, open_session: bool = True) ->
         return times[50:]
 
 
-async def throughput(address: str, sessions: int, seconds: float) -> float:
-    """(3): `sessions` concurrent ActStreams stepping as fast as answers come; steps/s."""
+async def _drive(address: str, sessions: int, seconds: float, open_session: bool,
+                 server_pid: int) -> dict[str, float]:
+    """`sessions` concurrent ActStreams stepping as fast as answers come, for `seconds`."""
     async with grpc.aio.insecure_channel(address) as channel:
         client = pb_grpc.PolicyServiceStub(channel)
         obs = encode_observation(np.zeros(4, np.float32))
-        stop_at = [0.0]
-        counts = []
+        running = [True]
+        counts: list[int] = []
 
         async def one() -> None:
-            sid = (await client.OpenSession(pb.OpenSessionRequest())).session_id
+            sid = "echo"
+            if open_session:
+                sid = (await client.OpenSession(pb.OpenSessionRequest())).session_id
             call, n = client.ActStream(), 0
             req = pb.ActRequest(session_id=sid, observation=obs, reward=1.0)
-            await call.write(req)
-            await call.read()  # warm
+            write, read = call.write, call.read
+            await write(req)
+            await read()  # warm
             await ready.wait()
-            while time.perf_counter() < stop_at[0]:
-                await call.write(req)
-                await call.read()
+            while running[0]:  # NOTE: a flag, not a clock read per step: the generator is lean
+                await write(req)
+                await read()
                 n += 1
             await call.done_writing()
+            if open_session:
+                await client.CloseSession(pb.CloseSessionRequest(session_id=sid))
             counts.append(n)
 
         ready = asyncio.Event()
         tasks = [asyncio.create_task(one()) for _ in range(sessions)]
         await asyncio.sleep(1.0 + sessions * 0.004)
-        start = time.perf_counter()
-        stop_at[0] = start + seconds
+        server0, cpu0, start = _cpu_of(server_pid), time.process_time(), time.perf_counter()
         ready.set()
+        await asyncio.sleep(seconds)
+        running[0] = False
+        wall = time.perf_counter() - start
+        cpu, server = time.process_time() - cpu0, _cpu_of(server_pid) - server0
         await asyncio.gather(*tasks)
-        return sum(counts) / (time.perf_counter() - start)
+        steps = sum(counts)  # each stream finishes the step it had in flight: <= sessions extra
+        return {"steps_s": steps / wall, "load_generator_cpu_cores": cpu / wall,
+                "server_cpu_cores": server / wall,
+                "server_cpu_us_per_step": server / max(steps, 1) * 1e6,
+                "load_generator_cpu_us_per_step": cpu / max(steps, 1) * 1e6}
+
+
+def throughput(address: str, server_pid: int, sessions: int, seconds: float,
+               open_session: bool = True) -> dict[str, float]:
+    """(3): the load generator in its own process (so its CPU is its own and reported)."""
+    cmd = [sys.executable, "-m", "polyskill.benchmarks.serve", "--load-gen", address,
+           str(server_pid), str(sessions), str(seconds), "1" if open_session else "0"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if out.returncode:
+        raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": float(np.median(values)), "min": float(min(values)),
+            "max": float(max(values)), "n": len(values)}
 
 
 def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, object]:
-    steps, secs, sessions = (200, 1.5, 256) if quick else (1000, 4.0, 256)
-    out: dict[str, object] = {"model": name}
-    bare1 = bare_model(ckpt, 1, steps)
-    bare256 = float(np.median(bare_model(ckpt, sessions, max(10, steps // 20))))
-    out["bare_step_ms"] = {"p50": _pct(bare1, 50), "p99": _pct(bare1, 99)}
-    out["bare_b256_step_ms"] = bare256 * 1e3
+    """(1)-(4) for one model, per backend (torch, and onnx when ONNX Runtime imports).
 
-    echo = Proc(["polyskill.benchmarks.serve", "--echo-server"])
-    echo_t = asyncio.run(stream_latency(echo.address, steps, open_session=False))
-    echo.stop()
-    out["echo_rtt_ms"] = {"p50": _pct(echo_t, 50), "p99": _pct(echo_t, 99)}
+    Noise: the machine is shared, so the B=1 measurements run in `rounds` interleaved rounds
+    (echo, then each server) and every ratio is reported per round (median, min, max).
+    """
+    from polyskill.server.malloc import tune_malloc
 
+    tune_malloc()  # the server's allocator settings, so that the bare baselines get them too
+    steps, secs, sessions, rounds = (300, 1.5, 256, 2) if quick else (1000, 3.0, 256, 3)
+    backends = ["torch"]
+    try:
+        from polyskill.agent.export_onnx import export_checkpoint
+
+        export_checkpoint(ckpt)
+        export_checkpoint(ckpt512)
+        backends.append("onnx")
+    except Exception as e:  # noqa: BLE001 - ONNX is optional: report torch alone
+        print(f"{name}: ONNX backend unavailable ({e}); torch only", file=sys.stderr)
+    out: dict[str, object] = {"model": name, "backends": backends, "rounds": rounds,
+                              "baselines": BASELINES}
     env = {"POLYSKILL_MAX_SESSIONS": str(sessions)}
-    srv = Proc(["polyskill.server.app", "--checkpoint", ckpt, "--port", "0"], env)
-    served = asyncio.run(stream_latency(srv.address, steps))
-    out["served_b1_ms"] = {"p50": _pct(served, 50), "p99": _pct(served, 99)}
-    cpu0, client0 = srv.cpu(), time.process_time()
-    tput = asyncio.run(throughput(srv.address, sessions, secs))
-    out["cpu_s"] = {"server": srv.cpu() - cpu0, "load_generator": time.process_time() - client0}
-    srv.stop()
+    echo = Proc(["polyskill.benchmarks.serve", "--echo-server"])
+    servers = {kind: Proc(["polyskill.server.app", "--checkpoint", ckpt, "--port", "0",
+                           "--backend", kind], env) for kind in backends}
+    lat: dict[str, list[list[float]]] = {k: [] for k in ["echo", *backends]}
+    bare: dict[str, list[list[float]]] = {k: [] for k in backends}
+    idle: dict[str, list[list[float]]] = {k: [] for k in backends}
+    for _ in range(rounds):  # interleaved so that load from other users hits all alike
+        lat["echo"].append(asyncio.run(stream_latency(echo.address, steps, open_session=False)))
+        gap = float(np.median(lat["echo"][-1]))
+        for kind in backends:
+            bare[kind].append(bare_model(ckpt, 1, steps, backend=kind))
+            idle[kind].append(bare_model(ckpt, 1, steps // 2, backend=kind, idle_s=gap))
+            lat[kind].append(asyncio.run(stream_latency(servers[kind].address, steps)))
+    tput = {"echo": throughput(echo.address, echo.p.pid, sessions, secs, open_session=False)}
+    echo.stop()
+    for kind in backends:
+        tput[kind] = throughput(servers[kind].address, servers[kind].p.pid, sessions, secs)
+        servers[kind].stop()
     unb = Proc(["polyskill.server.app", "--checkpoint", ckpt, "--port", "0",
                 "--max-batch-size", "1"], env)
-    tput_unbatched = asyncio.run(throughput(unb.address, sessions, secs))
+    tput["torch_unbatched"] = throughput(unb.address, unb.p.pid, sessions, secs)
     unb.stop()
-    out["throughput_steps_s"] = {"served_256": tput, "bare_b256": sessions / bare256,
-                                 "unbatched_server_256": tput_unbatched}
-    out.update(cache_vs_recompute(ckpt512, 512, 100 if quick else 300))
-    b = out["bare_step_ms"]
-    e = out["echo_rtt_ms"]
-    s = out["served_b1_ms"]
-    out["ratios"] = {
-        "latency_ratio_p50": s["p50"] / (e["p50"] + b["p50"]),
-        "latency_ratio_p99": s["p99"] / (e["p99"] + b["p99"]),
-        "cache_speedup": out["cache_speedup"],
-        "throughput_vs_bare": tput / (sessions / bare256),
-        "throughput_vs_unbatched": tput / tput_unbatched,
-        "b1_vs_bare_step": s["p50"] / b["p50"],
-    }
+    out["echo_rtt_ms"] = {"p50": _pct(sum(lat["echo"], []), 50),
+                          "p99": _pct(sum(lat["echo"], []), 99)}
+    out["throughput"] = tput
+    out.update(cache_vs_recompute(ckpt512, 512, 100 if quick else 300, backends))
+    ratios: dict[str, dict[str, object]] = {}
+    for kind in backends:
+        bare256 = float(np.median(bare_model(ckpt, sessions, max(10, steps // 20),
+                                             backend=kind)))
+        per_round: dict[str, list[float]] = {k: [] for k in ("p50", "p99", "b1", "b1_idle")}
+        for e, b, s, i in zip(lat["echo"], bare[kind], lat[kind], idle[kind], strict=True):
+            per_round["p50"].append(_pct(s, 50) / (_pct(e, 50) + _pct(b, 50)))
+            per_round["p99"].append(_pct(s, 99) / (_pct(e, 99) + _pct(b, 99)))
+            per_round["b1"].append(_pct(s, 50) / _pct(b, 50))
+            per_round["b1_idle"].append(_pct(s, 50) / _pct(i, 50))
+        all_b, all_s, all_i = sum(bare[kind], []), sum(lat[kind], []), sum(idle[kind], [])
+        out[kind] = {
+            "bare_step_ms": {"p50": _pct(all_b, 50), "p99": _pct(all_b, 99)},
+            "bare_step_after_idle_gap_ms": {"p50": _pct(all_i, 50), "p99": _pct(all_i, 99)},
+            "served_b1_ms": {"p50": _pct(all_s, 50), "p99": _pct(all_s, 99)},
+            "bare_b256_step_ms": bare256 * 1e3,
+            "bare_b256_steps_s": sessions / bare256,
+            "ratio_spread": {k: _spread(v) for k, v in per_round.items()},
+        }
+        ratios[kind] = {
+            "latency_ratio_p50": float(np.median(per_round["p50"])),
+            "latency_ratio_p99": float(np.median(per_round["p99"])),
+            "cache_speedup": out[f"cache_speedup_{kind}"],
+            "throughput_vs_bare": tput[kind]["steps_s"] / (sessions / bare256),
+            "throughput_vs_unbatched": tput[kind]["steps_s"]
+            / tput["torch_unbatched"]["steps_s"],
+            "b1_vs_bare_step": float(np.median(per_round["b1"])),
+            # not targets: the share of the gRPC echo ceiling (same generator, 256 streams), and
+            # (4) against a bare step that idles like a served one between steps
+            "throughput_vs_echo": tput[kind]["steps_s"] / tput["echo"]["steps_s"],
+            "b1_vs_bare_step_after_idle_gap": float(np.median(per_round["b1_idle"])),
+        }
+    out["ratios_by_backend"] = ratios
+    out["ratios"] = ratios["torch"]  # the summary table's row (the default backend)
     return out
+
+
+BASELINES = {
+    "bare_step": "backend.step + ActionParams.select (sampling, one Generator per session) in "
+                 "the benchmark process, 1 thread, slots 0..B-1, observations made in numpy, "
+                 "same allocator settings as the server (server/malloc.py), tight loop",
+    "echo_rtt": "ActStream round trip to a grpc.aio PolicyService that answers every request "
+                "with a prebuilt response (same client code, same machine)",
+    "latency_ratio": "served p50 (p99) / (echo p50 (p99) + bare_step p50 (p99)), per round; "
+                     "median over rounds",
+    "cache_speedup": "torch forward over the whole 512-step context (actor on the last token) / "
+                     "one cached step with a full 512-entry window, per backend",
+    "throughput": "256 ActStreams (one per session, closed loop) from a load-generator process "
+                  "on the same 2 cores; its CPU and the server's are reported per step",
+    "throughput_vs_bare": "served steps/s / (256 / bare_step at B=256), same backend",
+    "throughput_vs_unbatched": "served steps/s / the torch server with max_batch_size 1",
+    "bare_step_after_idle_gap": "bare_step with a sleep of the echo p50 before each step "
+                                "(diagnostic for (4): a served B=1 step runs on a CPU that "
+                                "idled while the answer and next request crossed the network)",
+}
+
+
+def _load_gen_main(args: list[str]) -> None:
+    address, server_pid, sessions, seconds, open_session = args
+    r = asyncio.run(_drive(address, int(sessions), float(seconds), open_session == "1",
+                           int(server_pid)))
+    print(json.dumps(r), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,9 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["grpc", "onnx", "swap"],
                         choices=["grpc", "onnx", "swap"], help="which measurements to run")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--load-gen", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_server:
         echo_server()
+        return 0
+    if args.load_gen:
+        _load_gen_main(args.load_gen)
         return 0
     import gymnasium as gym
     import torch
@@ -279,14 +402,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:8s} swap: step p99 {r['swap_p99_ms']:.2f} ms during vs "
                       f"{r['steady_p99_ms']:.2f} ms steady (p50 {r['swap_p50_ms']:.2f} vs "
                       f"{r['steady_p50_ms']:.2f}; {r['sessions']} sessions)")
-    print(f"{'model':8s} " + " ".join(f"{k:>24s}" for k in TARGETS))
+    print(f"{'model':14s} " + " ".join(f"{k:>24s}" for k in TARGETS))
     for r in results["models"]:
-        cells = []
-        for k, target in TARGETS.items():
-            v = r["ratios"][k]
-            ok = v <= target if k.startswith(("latency", "b1")) else v >= target
-            cells.append(f"{v:>9.2f} (target {target:g}) {'ok' if ok else 'MISS':>4s}")
-        print(f"{r['model']:8s} " + " ".join(f"{c:>24s}" for c in cells))
+        for kind, ratios in r.get("ratios_by_backend", {"torch": r["ratios"]}).items():
+            cells = []
+            for k, target in TARGETS.items():
+                v = ratios[k]
+                ok = v <= target if k.startswith(("latency", "b1")) else v >= target
+                cells.append(f"{v:>9.2f} (target {target:g}) {'ok' if ok else 'MISS':>4s}")
+            print(f"{r['model'] + '/' + kind:14s} " + " ".join(f"{c:>24s}" for c in cells))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -61,8 +61,14 @@ def check_observation(spec: ObsSpec, obs: dict[str, np.ndarray | str]) -> None:
             + f". The model expects: {expected}"
         )
     for f in spec.fields:
+        value = obs[f.name]
+        # NOTE: fast path for the common field (a finite float vector of the right shape), the
+        # same checks as validate_observation's; anything else takes the full path and its errors.
+        if (f.kind == "vector" and type(value) is np.ndarray and value.shape == f.shape
+                and value.dtype.kind == "f" and np.isfinite(value).all()):
+            continue
         try:
-            validate_observation(ObsSpec((f,)), {f.name: obs[f.name]})
+            validate_observation(ObsSpec((f,)), {f.name: value})
         except SpaceError as e:
             raise InvalidArgument(f"{e}; expected {describe_field(f)}") from None
 

@@ -3,13 +3,14 @@ and the wording of a lost session. No I/O here."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ._proto.polyskill.v1 import policy_pb2 as pb
-from .errors import NotFound, SessionLost
+from .errors import DeadlineExceeded, NotFound, SessionLost
 from .specs import ModelInfo, StepResult
 from .tensors import encode_observation, to_numpy
 
@@ -57,3 +58,11 @@ def lost(session_id: str, error: NotFound) -> SessionLost:
 
 def opened(response: pb.OpenSessionResponse) -> tuple[str, ModelInfo]:
     return response.session_id, ModelInfo.from_proto(response.model)
+
+
+def check_late(started: float, timeout: float | None) -> None:
+    """A deadline is a deadline: an answer that came after it is not used (it did count)."""
+    if timeout is not None and time.monotonic() - started > timeout:
+        raise DeadlineExceeded(
+            f"the answer came after the {timeout:.3g} s client deadline; the step counted on the "
+            "server, its action was not used")

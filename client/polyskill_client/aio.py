@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from ._base import SessionOptions, build_request, lost, opened, to_result
+from ._base import SessionOptions, build_request, check_late, lost, opened, to_result
 from ._proto.polyskill.v1 import policy_pb2 as pb
 from ._proto.polyskill.v1 import policy_pb2_grpc
 from .channel import ChannelConfig
@@ -48,6 +48,7 @@ class _AioStream:
         self.broken = False
 
     async def step(self, request: pb.ActRequest, timeout: float | None) -> pb.ActResponse:
+        started = time.monotonic()
         try:
             await self._call.write(request)
             response = await asyncio.wait_for(self._call.read(), timeout)
@@ -64,6 +65,7 @@ class _AioStream:
         if response is grpc.aio.EOF:
             await self.close(cancel=True)
             raise Unavailable("the server ended the step stream")
+        check_late(started, timeout)
         return response
 
     async def close(self, cancel: bool = False) -> None:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from ._base import SessionOptions, build_request, lost, opened, to_result
+from ._base import SessionOptions, build_request, check_late, lost, opened, to_result
 from ._proto.polyskill.v1 import policy_pb2 as pb
 from ._proto.polyskill.v1 import policy_pb2_grpc
 from .channel import ChannelConfig
@@ -70,6 +70,7 @@ class _Stream:
             self._responses.put(e)
 
     def step(self, request: pb.ActRequest, timeout: float | None) -> pb.ActResponse:
+        started = time.monotonic()
         self._requests.put(request)
         try:
             item = self._responses.get(timeout=timeout)
@@ -79,6 +80,7 @@ class _Stream:
                 f"no answer within {timeout:.3g} s (client deadline); the stream was cancelled, "
                 "so the step may or may not have counted on the server") from None
         if isinstance(item, pb.ActResponse):
+            check_late(started, timeout)
             return item
         self.close(cancel=True)
         if isinstance(item, grpc.RpcError):
@@ -297,3 +299,4 @@ def _close_all() -> None:
             client.close()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+

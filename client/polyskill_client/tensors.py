@@ -24,6 +24,10 @@ DTYPES: dict[str, np.dtype] = {
                  "uint8", "uint16", "uint32", "uint64", "bool")
 }
 """Accepted dtype names -> little-endian numpy dtypes."""
+_NATIVE = {name: dt.newbyteorder("=") for name, dt in DTYPES.items()}
+# NOTE: hot-path lookups (one per step each way): dtype -> name without `dtype.name` (a Python
+# property), and whether an array's bytes are already little-endian as they are.
+_NAME_OF_LE = {dt: name for name, dt in DTYPES.items()}
 
 
 class TensorError(ValueError):
@@ -38,7 +42,10 @@ def from_numpy(value: Any) -> policy_pb2.Tensor:
     """Encode an array-like (or a str, as a text tensor) into a Tensor message."""
     if isinstance(value, str):
         return policy_pb2.Tensor(dtype=STRING, data=value.encode("utf-8"))
-    arr = np.asarray(value)
+    arr = value if type(value) is np.ndarray else np.asarray(value)
+    name = _NAME_OF_LE.get(arr.dtype)
+    if name is not None:  # already little-endian: tobytes() writes C order
+        return policy_pb2.Tensor(dtype=name, shape=arr.shape, data=arr.tobytes())
     name = arr.dtype.name
     if name not in DTYPES:
         raise TensorError(f"cannot encode dtype {arr.dtype}; supported: {', '.join(DTYPES)}")
@@ -74,7 +81,7 @@ def to_numpy(tensor: policy_pb2.Tensor, name: str = "") -> np.ndarray | str:
             f"{list(shape)} needs {expected} (little-endian, C order)"
         )
     arr = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
+    return arr.astype(_NATIVE[tensor.dtype], copy=True)
 
 
 def decode_observation(observation: Any) -> dict[str, np.ndarray | str]:

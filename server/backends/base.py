@@ -40,6 +40,8 @@ def stack_observations(spec: ObsSpec, observations: Sequence[dict[str, np.ndarra
         values = [o[f.name] for o in observations]
         if f.kind == "text":
             out[f.name] = np.stack([tokenize(str(v), f) for v in values])  # (B, L)
+        elif len(values) == 1:  # B=1 (the latency path): a view, no stacking
+            out[f.name] = np.asarray(values[0], dtype=f.dtype)[None]  # (1, *shape)
         else:
             out[f.name] = np.stack(values).astype(f.dtype, copy=False)  # (B, *shape)
     return out

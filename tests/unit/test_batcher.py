@@ -4,6 +4,7 @@ and a step that breaks its batch fails alone."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import gymnasium as gym
 import numpy as np
@@ -100,3 +101,40 @@ def test_a_step_past_its_deadline_raises_timeout_and_the_batcher_keeps_going() -
         return int(action)
 
     assert asyncio.run(go()) in (0, 1, 2)
+
+
+def test_run_sync_jobs_run_on_the_model_thread_in_queue_order() -> None:
+    async def go() -> list[str]:
+        m = model(2)
+        batcher = Batcher(max_batch_size=8, max_wait_ms=0.0)
+        batcher.start()
+        table = SessionTable(2, 60.0, 8)
+        sid = table.open(1, m.backend.zero_action(), deterministic=True).session_id
+        events: list[str] = []
+        plan = table.begin_step(sid, 0.0, False)
+        step = asyncio.ensure_future(batcher.submit(m, plan, {"obs": np.zeros(4, np.float32)}, 5))
+        job = batcher.run_sync(lambda: events.append(threading.current_thread().name))
+        await asyncio.gather(step, job)
+        await batcher.stop()
+        return events
+
+    (name,) = asyncio.run(go())
+    assert name.startswith("polyskill-model")
+
+
+def test_sampling_matches_generator_choice() -> None:
+    """The vectorised inverse-CDF sampler draws exactly what rng.choice(n, p=p) would."""
+    from polyskill.agent.policy import ActionParams
+    from polyskill.agent.spaces import ActionSpec
+
+    rs = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        for batch in (1, 3, 40):
+            probs = rs.dirichlet(np.ones(5), size=batch).astype(dtype)
+            deterministic = rs.random(batch) < 0.3
+            got = ActionParams(ActionSpec(kind="discrete", n=5), probs=probs).select(
+                deterministic, [np.random.default_rng(i) for i in range(batch)])
+            want = probs.argmax(-1)
+            for i in np.flatnonzero(~deterministic):
+                want[i] = np.random.default_rng(i).choice(5, p=probs[i] / probs[i].sum())
+            np.testing.assert_array_equal(got, want)
