@@ -38,6 +38,7 @@ def bare_env_rate(seconds: float = 3.0) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from polyskill.trainer.config import apply_overrides
     from polyskill.trainer.loop import train
     from polyskill.trainer.presets import cartpole
 
@@ -45,10 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=8.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train.json"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the cartpole preset (not the fixed network)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    cfg = cartpole()
+    cfg = apply_overrides(cartpole(), args.set)
     cfg.max_seconds, cfg.seed, cfg.eval_every_steps = args.minutes * 60, args.seed, 10**9
     cfg.eval_trials_per_task = 16
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "machine": f"{platform.machine()} {platform.processor()} cpus={os.cpu_count()}",
         "minutes": args.minutes,
+        "overrides": args.set,
         "env_steps": counters["env_steps"],
         "updates": counters["updates"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -270,6 +270,10 @@ def train(
                 counters.next_eval += cfg.eval_every_steps
             if counters.env_steps >= counters.next_checkpoint:
                 counters.next_checkpoint += cfg.checkpoint_every_steps
+                if on_checkpoint is not None and last_eval != counters.env_steps:
+                    # a registered version's eval tags (and the promotion gate) must describe
+                    # these weights, not an earlier evaluation
+                    metrics, last_eval = run_eval(), counters.env_steps
                 checkpoint(metrics)
             now = time.monotonic()
             if now - t_log >= cfg.log_every_seconds:

@@ -1,5 +1,6 @@
 """A training run as MLflow records it: params, the documented metric keys, the learning curve."""
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -33,3 +34,22 @@ def test_training_logs_metrics_params_and_curve(tmp_path: Path, monkeypatch) -> 
     assert run.data.params["network.context_length"] == "11"
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
     assert "learning_curve.png" in artifacts
+
+
+def test_every_checkpoint_handed_to_the_registry_is_evaluated_on_its_own_weights(
+    tmp_path: Path,
+) -> None:
+    """The promotion gate compares eval metrics: they must describe the checkpoint's weights,
+    even when evaluations and checkpoints are scheduled at different intervals."""
+    seen: list[tuple[int, dict[str, float]]] = []
+
+    def hook(path: Path, metrics: dict[str, float]) -> None:
+        seen.append((json.loads((path / "counters.json").read_text())["env_steps"], metrics))
+
+    cfg = smoke()
+    cfg.total_steps, cfg.eval_every_steps, cfg.checkpoint_every_steps = 1600, 10**9, 800
+    cfg.eval_trials_per_task, cfg.learning_starts = 8, 320
+    train(cfg, tmp_path / "run", on_checkpoint=hook, track=False)
+    assert [s for s, _ in seen][:2] == [800, 1600]
+    assert all("eval/bandit/return" in m for _, m in seen)
+    assert seen[0][1] != seen[1][1]  # two evaluations, one per checkpoint
