@@ -39,7 +39,7 @@ def bare_env_rate(seconds: float = 3.0) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from polyskill.trainer.config import apply_overrides
-    from polyskill.trainer.loop import train
+    from polyskill.trainer.loop import RunDir, train
     from polyskill.trainer.presets import cartpole
 
     p = argparse.ArgumentParser(prog="polyskill bench train", description=__doc__.splitlines()[0])
@@ -58,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         metrics = train(cfg, Path(tmp) / "run", track=False)
         wall = time.perf_counter() - t0
-        counters = json.loads(
-            next(Path(tmp).glob("run/checkpoints/step-*/counters.json")).read_text()
-        )
+        latest = RunDir(Path(tmp) / "run").latest_checkpoint()
+        counters = json.loads((latest / "counters.json").read_text())
     measured = {
         "env_steps_per_s": counters["env_steps"] / wall,
         "updates_per_s": counters["updates"] / wall,

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from polyskill.malloc import keep_large_blocks
 from polyskill_client._proto.polyskill.v1 import policy_pb2_grpc
 
 from .auth import BearerTokenInterceptor, server_credentials
@@ -29,7 +30,6 @@ from .batcher import Batcher
 from .config import ServerConfig, add_config_arguments, config_from_args
 from .engine import Engine
 from .logs import configure_logging
-from .malloc import tune_malloc
 from .metrics import Metrics
 from .models import CheckpointSource, ModelStore, source_from_uri
 from .service import SERVICE_NAME, PolicyServicer
@@ -122,7 +122,7 @@ def create_server(config: ServerConfig, models: ModelStore | None = None
                   ) -> tuple[PolicyServer, int]:
     """Build (not start) the server; call from the event loop that will run it."""
     _model_thread_init(config.torch_threads)
-    tune_malloc()  # NOTE: no page faults on per-pass buffers (server/malloc.py)
+    keep_large_blocks()  # NOTE: no page faults on per-pass buffers (polyskill/malloc.py)
     models = load_models(config) if models is None else models
     metrics = Metrics()
     batcher = Batcher(config.max_batch_size, config.max_wait_ms,

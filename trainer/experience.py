@@ -24,6 +24,7 @@ import torch
 
 from polyskill.agent.network import AgentNetwork
 from polyskill.agent.policy import Policy
+from polyskill.malloc import mmap_large_blocks
 
 from .collector import Collector
 from .config import TrainConfig
@@ -122,6 +123,7 @@ def _collector_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
+    mmap_large_blocks()
     from .loop import build_network  # noqa: PLC0415 - avoid an import cycle at module load
 
     cfg = TrainConfig.from_dict(cfg_dict)

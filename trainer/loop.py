@@ -29,6 +29,7 @@ from tqdm import tqdm
 from polyskill.agent.checkpoint import load_network, save_network
 from polyskill.agent.network import AgentNetwork
 from polyskill.agent.spaces import action_spec_from_space, obs_spec_from_space
+from polyskill.malloc import mmap_large_blocks
 
 from .batch import TensorBatch
 from .config import ConfigError, TrainConfig
@@ -163,6 +164,7 @@ def train(
 ) -> dict[str, float]:
     """Train until cfg.total_steps env steps (or a stop signal); returns the last eval metrics."""
     cfg.validate()
+    mmap_large_blocks()  # NOTE: else resident memory grows without bound (polyskill/malloc.py)
     rd = RunDir(Path(run_dir))
     cfg = rd.prepare_config(cfg)
     torch.set_num_threads(cfg.torch_threads)
