@@ -178,13 +178,18 @@ def settable_keys(obj: Any = None, prefix: str = "") -> dict[str, str]:
     return out
 
 
+# Short names for the settings people switch most.
+ALIASES = {"agent": "network.agent"}
+
+
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     """Apply `key=value` strings (dotted keys into nested configs) and re-run validation."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        *path, name = key.strip().split(".")
+        key = ALIASES.get(key.strip(), key.strip())
+        *path, name = key.split(".")
         target: Any = cfg
         for part in path:
             if not dataclasses.is_dataclass(target) or not hasattr(target, part):

@@ -20,6 +20,7 @@ def test_overrides_reach_nested_configs_and_round_trip() -> None:
     )
     assert (cfg.network.d_model, cfg.optim.lr, cfg.network.gammas) == (32, 3e-4, (0.9, 0.99))
     assert cfg.collector == "process" and cfg.network.agent == "baseline"
+    assert apply_overrides(get_preset("smoke"), ["agent=baseline"]).network.agent == "baseline"
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
