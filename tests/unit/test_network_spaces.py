@@ -77,11 +77,10 @@ def test_dict_of_every_kind_steps_like_the_full_forward(action_space: gym.Space)
             seq(new_ep),
             torch.arange(T).expand(B, T),
         )
-    policy = Policy(net, num_slots=B)
+    policy = Policy(net, num_slots=B)  # the acting path takes every kind of field too
     for t in range(T):
-        policy.step(StepInputs(obs[t], prev[t], prev_r[t], new_ep[t], np.full(B, t)))
-        with torch.no_grad():  # the features the policy just acted on, recomputed for comparison
-            pass
+        params = policy.step(StepInputs(obs[t], prev[t], prev_r[t], new_ep[t], np.full(B, t)))
+        assert len(params) == B
     cache = net.transformer.make_cache(B)
     with torch.no_grad():
         stepped = torch.stack(
