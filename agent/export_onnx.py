@@ -30,6 +30,7 @@ from torch import nn
 
 from .checkpoint import load_network
 from .heads import Categorical
+from .kv_cache import ring_valid
 from .network import AgentNetwork
 from .transformer import sinusoidal
 
@@ -63,22 +64,16 @@ class OnnxStep(nn.Module):
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = len(self.fields)
-        obs = {name: x.unsqueeze(1) for name, x in zip(self.fields, args[:n], strict=True)}
+        obs = dict(zip(self.fields, args[:n], strict=True))
         prev_action, prev_reward, new_episode, positions, starts, slot_ids = args[n : n + 6]
         net, W = self.net, self.window
         caches = args[n + 6 :]  # cache_k.0, cache_v.0, cache_k.1, ...: (S, H, W, hd) each
-        tokens = net.encoder(
-            obs,
-            net.action_input(prev_action).unsqueeze(1),
-            prev_reward.unsqueeze(1),
-            new_episode.unsqueeze(1),
-        )  # (B, 1, D)
-        D = tokens.shape[-1]
-        h = tokens + sinusoidal(positions, D).unsqueeze(1)  # (B, 1, D)
+        tokens = net.step_tokens(obs, prev_action, prev_reward, new_episode)  # (B, D)
+        h = (tokens + sinusoidal(positions, tokens.shape[-1])).unsqueeze(1)  # (B, 1, D)
         j = torch.arange(W, device=positions.device)[None, :]  # (1, W)
-        held = positions[:, None] - (positions[:, None] - j) % W  # (B, W), as KVCache.valid_mask
         # Cached entries to attend to: valid ones, except the ring entry the new token replaces.
-        old_ok = ((held >= starts[:, None]) & (j != (positions % W)[:, None]))[:, None, None, :]
+        replaced = j == (positions % W)[:, None]  # (B, W)
+        old_ok = (ring_valid(positions, starts, W) & ~replaced)[:, None, None, :]
         new_k, new_v = [], []
         for layer, block in enumerate(net.transformer.blocks):
             q, k, v = block._heads(block.ln1(h))  # (B, H, 1, hd)

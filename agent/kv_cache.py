@@ -89,8 +89,15 @@ class KVCache:
         `starts` (B,) is the position of each slot's first cached token (0 for a sequence stepped
         from its beginning; later when a context is re-encoded from its recent steps only).
         """
-        # Ring entry j holds the latest position p <= positions with p % window == j.
-        j = torch.arange(self.window, device=positions.device)[None, :]  # (1, W)
-        held = positions[:, None] - (positions[:, None] - j) % self.window  # (B, W)
-        first = torch.zeros_like(positions) if starts is None else starts
-        return held >= first[:, None]
+        return ring_valid(positions, starts, self.window)
+
+
+def ring_valid(positions: torch.Tensor, starts: torch.Tensor | None, window: int) -> torch.Tensor:
+    """(B, W) bool: ring entries holding a token in [starts, positions] (see KVCache.valid_mask).
+
+    Ring entry j holds the latest position p <= positions with p % window == j; plain tensor ops,
+    so the ONNX export uses the same function."""
+    j = torch.arange(window, device=positions.device)[None, :]  # (1, W)
+    held = positions[:, None] - (positions[:, None] - j) % window  # (B, W)
+    first = torch.zeros_like(positions) if starts is None else starts
+    return held >= first[:, None]

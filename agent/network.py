@@ -74,6 +74,17 @@ class AgentNetwork(nn.Module):
         slot_ids: torch.Tensor | None = None,
         starts: torch.Tensor | None = None,
     ) -> torch.Tensor:  # (B, D)
+        tokens = self.step_tokens(obs, prev_action, prev_reward, new_episode)  # (B, D)
+        return self.transformer.step(tokens, positions, cache, slot_ids, starts)
+
+    def step_tokens(
+        self,
+        obs: dict[str, torch.Tensor],  # field -> (B, ...)
+        prev_action: torch.Tensor,  # (B[, dim])
+        prev_reward: torch.Tensor,  # (B,)
+        new_episode: torch.Tensor,  # (B,)
+    ) -> torch.Tensor:  # (B, D)
+        """One timestep's token per sequence (also the ONNX export's first stage)."""
         seq = {k: v.unsqueeze(1) for k, v in obs.items()}  # (B, 1, ...)
         tokens = self.encoder(
             seq,
@@ -81,7 +92,7 @@ class AgentNetwork(nn.Module):
             prev_reward.unsqueeze(1),
             new_episode.unsqueeze(1),
         )  # (B, 1, D)
-        return self.transformer.step(tokens[:, 0], positions, cache, slot_ids, starts)
+        return tokens[:, 0]
 
     # ---- values -------------------------------------------------------------------------------
     def critic_values(self, critic_out: torch.Tensor, all_actions: bool = False) -> torch.Tensor:

@@ -98,8 +98,8 @@ TEXT_WORD = re.compile(r"[a-z0-9]+")
 
 def tokenize_text(text: str, vocab: tuple[str, ...], max_length: int) -> np.ndarray:
     """Text -> (max_length,) int64 ids: a word's index in `vocab` + 1; unknown words and padding
-    are 0 (the encoder ignores them). Words past `max_length` are dropped.
-    NOTE: must stay equal to server.backends.base.tokenize (a served model sees strings)."""
+    are 0 (the encoder ignores them). Words past `max_length` are dropped. The server tokenises
+    served strings with this same function."""
     index = {w: i + 1 for i, w in enumerate(vocab)}
     ids = [index.get(w, 0) for w in TEXT_WORD.findall(text.lower())][:max_length]
     out = np.zeros(max(max_length, 1), dtype=np.int64)  # (L,)

@@ -7,29 +7,19 @@ batcher never touches a framework.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
 
 from polyskill.agent.policy import ActionParams, StepInputs
-from polyskill.agent.spaces import ActionSpec, FieldSpec, ObsSpec
-
-_WORD = re.compile(r"[a-z0-9]+")
+from polyskill.agent.spaces import ActionSpec, FieldSpec, ObsSpec, tokenize_text
 
 
 def tokenize(text: str, spec: FieldSpec) -> np.ndarray:
-    """Text -> (max_length,) int64 word ids: index in `vocab` + 1, unknown words 0 (ignored).
-
-    NOTE: the documented wire representation of text (proto TensorSpec.vocab); the trainer's text
-    encoder must use the same rule (lower-case alphanumeric words).
-    """
-    index = {w: i + 1 for i, w in enumerate(spec.vocab)}
-    ids = [index.get(w, 0) for w in _WORD.findall(text.lower())][: spec.max_length]
-    out = np.zeros(max(spec.max_length, 1), dtype=np.int64)
-    out[: len(ids)] = ids
-    return out
+    """Text -> (max_length,) int64 word ids by the one rule of `agent.spaces.tokenize_text`
+    (the documented wire representation of text: proto TensorSpec.vocab)."""
+    return tokenize_text(text, spec.vocab, spec.max_length)
 
 
 def stack_observations(spec: ObsSpec, observations: Sequence[dict[str, np.ndarray | str]]
