@@ -9,6 +9,7 @@ generator runs here and its CPU time is reported next to the server's (both shar
   (2) cached step vs recomputing the whole 512-step context;                              >= 50x
   (3) throughput, 256 streamed sessions / bare batched model at B=256;                    >= 0.7
       and / the unbatched server (max_batch_size 1);                                      >= 10x
+      also with the 256 sessions stepped through ActBatchStream (2 streams of 128 sessions)
   (4) B=1 streamed p50 / bare in-process step p50;                                        <= 1.6
   (5), (6) ONNX vs PyTorch step, and step latency during a hot swap: see serve_swap.py
       (`--parts onnx swap` runs only those).
@@ -41,6 +42,11 @@ MODELS = {
 }
 TARGETS = {"latency_ratio_p50": 1.3, "latency_ratio_p99": 1.3, "cache_speedup": 50.0,
            "throughput_vs_bare": 0.7, "throughput_vs_unbatched": 10.0, "b1_vs_bare_step": 1.6}
+
+
+BATCH_STREAMS = 2
+"""(3) with ActBatch: 256 sessions in two streams of 128, so one request's Python work overlaps
+the other's forward pass (GIL released inside torch / ONNX Runtime)."""
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -224,11 +230,58 @@ async def _drive(address: str, sessions: int, seconds: float, open_session: bool
                 "load_generator_cpu_us_per_step": cpu / max(steps, 1) * 1e6}
 
 
+async def _drive_batches(address: str, sessions: int, seconds: float, streams: int,
+                         server_pid: int) -> dict[str, float]:
+    """`sessions` sessions stepped through `streams` concurrent ActBatchStreams (a vectorised
+    simulator with `streams` workers), each request one step of its share of the sessions."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        client = pb_grpc.PolicyServiceStub(channel)
+        ids = [(await client.OpenSession(pb.OpenSessionRequest())).session_id
+               for _ in range(sessions)]
+        running, counts = [True], []
+
+        async def one(group: list[str]) -> None:
+            req = pb.ActBatchRequest(
+                session_ids=group, rewards=[1.0] * len(group),
+                observations=encode_observation(np.zeros((len(group), 4), np.float32)))
+            call, n = client.ActBatchStream(), 0
+            await call.write(req)
+            await call.read()  # warm
+            await ready.wait()
+            while running[0]:
+                await call.write(req)
+                await call.read()
+                n += len(group)
+            await call.done_writing()
+            counts.append(n)
+
+        ready = asyncio.Event()
+        tasks = [asyncio.create_task(one(ids[i::streams])) for i in range(streams)]
+        await asyncio.sleep(1.0)
+        server0, cpu0, start = _cpu_of(server_pid), time.process_time(), time.perf_counter()
+        ready.set()
+        await asyncio.sleep(seconds)
+        running[0] = False
+        wall = time.perf_counter() - start
+        cpu, server = time.process_time() - cpu0, _cpu_of(server_pid) - server0
+        await asyncio.gather(*tasks)
+        for sid in ids:
+            await client.CloseSession(pb.CloseSessionRequest(session_id=sid))
+        steps = sum(counts)
+        return {"steps_s": steps / wall, "streams": streams, "load_generator_cpu_cores": cpu / wall,
+                "server_cpu_cores": server / wall,
+                "server_cpu_us_per_step": server / max(steps, 1) * 1e6,
+                "load_generator_cpu_us_per_step": cpu / max(steps, 1) * 1e6}
+
+
 def throughput(address: str, server_pid: int, sessions: int, seconds: float,
-               open_session: bool = True) -> dict[str, float]:
-    """(3): the load generator in its own process (so its CPU is its own and reported)."""
+               open_session: bool = True, batch_streams: int = 0) -> dict[str, float]:
+    """(3): the load generator in its own process (so its CPU is its own and reported).
+    batch_streams > 0: the sessions step through that many ActBatchStreams instead of one
+    ActStream each."""
     cmd = [sys.executable, "-m", "polyskill.benchmarks.serve", "--load-gen", address,
-           str(server_pid), str(sessions), str(seconds), "1" if open_session else "0"]
+           str(server_pid), str(sessions), str(seconds), "1" if open_session else "0",
+           str(batch_streams)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     if out.returncode:
@@ -280,6 +333,8 @@ def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, ob
     echo.stop()
     for kind in backends:
         tput[kind] = throughput(servers[kind].address, servers[kind].p.pid, sessions, secs)
+        tput[f"{kind}_act_batch"] = throughput(servers[kind].address, servers[kind].p.pid,
+                                               sessions, secs, batch_streams=BATCH_STREAMS)
         servers[kind].stop()
     unb = Proc(["polyskill.server.app", "--checkpoint", ckpt, "--port", "0",
                 "--max-batch-size", "1"], env)
@@ -315,6 +370,10 @@ def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, ob
             "throughput_vs_bare": tput[kind]["steps_s"] / (sessions / bare256),
             "throughput_vs_unbatched": tput[kind]["steps_s"]
             / tput["torch_unbatched"]["steps_s"],
+            "act_batch_throughput_vs_bare": tput[f"{kind}_act_batch"]["steps_s"]
+            / (sessions / bare256),
+            "act_batch_throughput_vs_unbatched": tput[f"{kind}_act_batch"]["steps_s"]
+            / tput["torch_unbatched"]["steps_s"],
             "b1_vs_bare_step": float(np.median(per_round["b1"])),
             # not targets: the share of the gRPC echo ceiling (same generator, 256 streams), and
             # (4) against a bare step that idles like a served one between steps
@@ -339,6 +398,9 @@ BASELINES = {
     "throughput": "256 ActStreams (one per session, closed loop) from a load-generator process "
                   "on the same 2 cores; its CPU and the server's are reported per step",
     "throughput_vs_bare": "served steps/s / (256 / bare_step at B=256), same backend",
+    "act_batch": "the same 256 sessions stepped through ActBatchStream requests (one step of "
+                 f"every session of a group per request, {BATCH_STREAMS} concurrent streams "
+                 "of 128 sessions: a vectorised simulator with two workers)",
     "throughput_vs_unbatched": "served steps/s / the torch server with max_batch_size 1",
     "bare_step_after_idle_gap": "bare_step with a sleep of the echo p50 before each step "
                                 "(diagnostic for (4): a served B=1 step runs on a CPU that "
@@ -347,9 +409,13 @@ BASELINES = {
 
 
 def _load_gen_main(args: list[str]) -> None:
-    address, server_pid, sessions, seconds, open_session = args
-    r = asyncio.run(_drive(address, int(sessions), float(seconds), open_session == "1",
-                           int(server_pid)))
+    address, server_pid, sessions, seconds, open_session, batch_streams = args
+    if int(batch_streams):
+        r = asyncio.run(_drive_batches(address, int(sessions), float(seconds),
+                                       int(batch_streams), int(server_pid)))
+    else:
+        r = asyncio.run(_drive(address, int(sessions), float(seconds), open_session == "1",
+                               int(server_pid)))
     print(json.dumps(r), flush=True)
 
 
@@ -361,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["grpc", "onnx", "swap"],
                         choices=["grpc", "onnx", "swap"], help="which measurements to run")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--load-gen", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--load-gen", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_server:
         echo_server()
@@ -411,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
                 ok = v <= target if k.startswith(("latency", "b1")) else v >= target
                 cells.append(f"{v:>9.2f} (target {target:g}) {'ok' if ok else 'MISS':>4s}")
             print(f"{r['model'] + '/' + kind:14s} " + " ".join(f"{c:>24s}" for c in cells))
+            print(f"{'':14s} (3) with ActBatch: "
+                  f"{ratios['act_batch_throughput_vs_bare']:.2f} of bare (target 0.7), "
+                  f"{ratios['act_batch_throughput_vs_unbatched']:.1f}x unbatched (target 10)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     cfg = apply_overrides(cartpole(), args.set)
-    cfg.max_seconds, cfg.seed, cfg.eval_every_steps = args.minutes * 60, args.seed, 10**9
+    cfg.max_seconds, cfg.seed, cfg.eval_every_steps = args.minutes * 60, args.seed, 10**12
+    cfg.total_steps = 10**12  # the clock ends the run, not a step count
     cfg.eval_trials_per_task = 16
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

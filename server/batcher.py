@@ -119,6 +119,33 @@ class Batcher:
         finally:
             timer.cancel()
 
+    async def submit_many(
+        self, steps: list[tuple[LoadedModel, StepPlan, dict[str, np.ndarray | str]]],
+        timeout: float | None,
+    ) -> list[np.ndarray]:
+        """Actions for many validated steps (one ActBatch request): queued together, one wake-up
+        and one timer for all; raises the first failure (TimeoutError after `timeout`)."""
+        if self._closed:
+            raise Unavailable("server is shutting down; reconnect to another replica")
+        if timeout is not None and timeout <= 0:
+            raise TimeoutError
+        loop = asyncio.get_running_loop()
+        deadline = math.inf if timeout is None else loop.time() + timeout
+        queued = [QueuedStep(m, p, o, loop.create_future(), deadline) for m, p, o in steps]
+        self._pending.extend(queued)
+        if len(self._pending) >= self._wake_at:
+            self._wake()
+        futures = [q.future for q in queued]
+        timer = None if timeout is None else loop.call_later(timeout, _expire_all, futures)
+        try:
+            return await asyncio.gather(*futures)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for f in futures:  # a failed sibling: the rest are not delivered (or not run)
+                if not f.done():
+                    f.cancel()
+
     def run_sync(self, fn: Callable, *args: object) -> asyncio.Future:
         """Run `fn(*args)` on the model thread (re-encoding, warm-up), in order with the passes."""
         if self._closed:
@@ -237,6 +264,11 @@ class Batcher:
 def _expire(future: asyncio.Future) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
+
+
+def _expire_all(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        _expire(future)
 
 
 def _finish(future: asyncio.Future) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,33 @@ def check_observation(spec: ObsSpec, obs: dict[str, np.ndarray | str]) -> None:
             validate_observation(ObsSpec((f,)), {f.name: value})
         except SpaceError as e:
             raise InvalidArgument(f"{e}; expected {describe_field(f)}") from None
+
+
+def check_observation_batch(spec: ObsSpec, obs: dict[str, np.ndarray | list[str]], batch: int
+                            ) -> list[dict[str, np.ndarray | str]]:
+    """B stacked observations -> B per-step observations (row views), each checked like one
+    step's; an error names the row. Whole-batch checks first, so a valid batch costs no per-row
+    validation for float vector fields."""
+    if set(obs) != set(spec.names):
+        check_observation(spec, {k: None for k in obs})  # raises naming the keys
+    for name, value in obs.items():
+        if len(value) != batch if isinstance(value, list) else (
+                value.ndim == 0 or value.shape[0] != batch):
+            shape = f"{len(value)} strings" if isinstance(value, list) else list(value.shape)
+            raise InvalidArgument(f"observation field {name!r} holds {shape} but the request "
+                                  f"lists {batch} sessions: stack one row per session (axis 0)")
+    rows = [{name: value[i] for name, value in obs.items()} for i in range(batch)]
+    checked = {f.name for f in spec.fields
+               if f.kind == "vector" and obs[f.name].shape[1:] == f.shape
+               and obs[f.name].dtype.kind == "f" and np.isfinite(obs[f.name]).all()}
+    if len(checked) < len(spec.fields):
+        rest = ObsSpec(tuple(f for f in spec.fields if f.name not in checked))
+        for i, row in enumerate(rows):
+            try:
+                check_observation(rest, {k: row[k] for k in rest.names})
+            except InvalidArgument as e:
+                raise InvalidArgument(f"row {i}: {e}") from None
+    return rows
 
 
 UNKNOWN_CONTEXT_HISTORY = 1024
@@ -167,6 +195,50 @@ class Engine:
         self.sessions.commit_step(plan, action, obs)
         return StepResult(action, model.version, plan.position)
 
+    async def act_batch(self, session_ids: list[str], obs: dict[str, np.ndarray | list[str]],
+                        rewards: list[float], new_episodes: list[bool], timeout: float | None
+                        ) -> list[StepResult]:
+        """One step of each of B sessions, all or nothing: if any step is rejected or fails, no
+        session advances (the error names the row and its session)."""
+        self._check_not_draining()
+        B = len(session_ids)
+        _check_batch_lists(session_ids, rewards, new_episodes)
+        rewards = rewards or [0.0] * B
+        new_episodes = new_episodes or [False] * B
+        sessions = [_at(i, sid, self.sessions.get, sid) for i, sid in enumerate(session_ids)]
+        if self.config.migrate == "reencode":
+            for session in sessions:
+                if session.alias and not session.in_flight:
+                    await self._migrate(session)
+        models = {s.model_version: self.models.get(s.model_version) for s in sessions}
+        specs = {m.backend.obs_spec for m in models.values()}
+        if len(specs) > 1:  # NOTE: versions of one registered model share their specs
+            raise InvalidArgument("the listed sessions are pinned to models with different "
+                                  "observation specs; send one request per model")
+        rows = check_observation_batch(specs.pop(), obs, B)
+        plans: list = []
+        try:
+            for i, sid in enumerate(session_ids):
+                plans.append(_at(i, sid, self.sessions.begin_step, sid, rewards[i],
+                                 new_episodes[i]))
+            actions = await self.batcher.submit_many(
+                [(models[p.model_version], p, row) for p, row in zip(plans, rows, strict=True)],
+                timeout)
+        except TimeoutError:
+            for plan in plans:
+                self.sessions.abort_step(plan)
+            raise DeadlineExceeded(
+                f"the batch of {B} steps did not finish within {timeout:.3g} s; no session "
+                "advanced, resend it (or raise the deadline)") from None
+        except BaseException:
+            for plan in plans:
+                self.sessions.abort_step(plan)
+            raise
+        for plan, action, row in zip(plans, actions, rows, strict=True):
+            self.sessions.commit_step(plan, action, row)
+        return [StepResult(a, p.model_version, p.position)
+                for a, p in zip(actions, plans, strict=True)]
+
     async def _migrate(self, session: Session) -> None:
         """Move a session onto the version its alias points to now, re-encoding its recent raw
         steps into its slot of the new version's cache (on the model thread, between batches)."""
@@ -199,3 +271,30 @@ class Engine:
     def _check_not_draining(self) -> None:
         if self.draining:
             raise Unavailable("server is shutting down; open a session on another replica")
+
+
+def _check_batch_lists(session_ids: list[str], rewards: list[float], new_episodes: list[bool]
+                       ) -> None:
+    B = len(session_ids)
+    if not B:
+        raise InvalidArgument("session_ids is empty: list the sessions to step")
+    if len(set(session_ids)) != B:
+        dup = Counter(session_ids).most_common(1)[0][0]
+        raise InvalidArgument(f"session {dup!r} is listed twice: a request steps each session "
+                              "at most once")
+    for name, values in (("rewards", rewards), ("new_episodes", new_episodes)):
+        if values and len(values) != B:
+            raise InvalidArgument(f"{name} holds {len(values)} values for {B} sessions: send "
+                                  "one per session, or none")
+    bad = [i for i, r in enumerate(rewards) if not math.isfinite(r)]
+    if bad:
+        raise InvalidArgument(f"row {bad[0]}: reward must be a finite number, got "
+                              f"{rewards[bad[0]]}")
+
+
+def _at(row: int, session_id: str, fn, *args):
+    """fn(*args), with a ServingError's message prefixed by the row and session it is about."""
+    try:
+        return fn(*args)
+    except ServingError as e:
+        raise type(e)(f"row {row} (session {session_id!r}): {e}") from None

@@ -19,6 +19,10 @@ class Metrics:
         self.step_latency = Histogram(
             "polyskill_step_latency_seconds", "Server time per Act step: request in -> action out",
             buckets=_LATENCY_BUCKETS, registry=r)
+        self.act_batch_latency = Histogram(
+            "polyskill_act_batch_latency_seconds",
+            "Server time per ActBatch request (many sessions' steps): request in -> actions out",
+            buckets=_LATENCY_BUCKETS, registry=r)
         self.model_latency = Histogram(
             "polyskill_batch_latency_seconds", "Model thread time per batched forward pass",
             buckets=_LATENCY_BUCKETS, registry=r)

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+import numpy as np
 
 from polyskill_client._proto.polyskill.v1 import policy_pb2 as pb
 from polyskill_client._proto.polyskill.v1 import policy_pb2_grpc
@@ -104,7 +105,52 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         except ServingError as e:
             await self._fail(context, e)
 
+    # ---- batches ------------------------------------------------------------------------------
+    async def ActBatch(self, request: pb.ActBatchRequest, context: grpc.aio.ServicerContext
+                       ) -> pb.ActBatchResponse:
+        try:
+            return await self._step_batch(request, context)
+        except ServingError as e:
+            await self._fail(context, e)
+
+    async def ActBatchStream(self, request_iterator: AsyncIterator[pb.ActBatchRequest],
+                             context: grpc.aio.ServicerContext
+                             ) -> AsyncIterator[pb.ActBatchResponse]:
+        try:
+            async for request in request_iterator:
+                yield await self._step_batch(request, context)
+        except ServingError as e:
+            await self._fail(context, e)
+
+    async def _step_batch(self, request: pb.ActBatchRequest, context: grpc.aio.ServicerContext
+                          ) -> pb.ActBatchResponse:
+        started = time.perf_counter()
+        try:
+            obs: dict = decode_observation(request.observations)
+        except TensorError as e:
+            raise InvalidArgument(f"{e}; see GetModelInfo for the observation spec") from None
+        for name, strings in request.texts.items():
+            if name in obs:
+                raise InvalidArgument(f"field {name!r} is in both observations and texts")
+            obs[name] = list(strings.values)
+        if any(isinstance(v, str) for v in obs.values()):
+            raise InvalidArgument("a text field of a batch goes in `texts` (B strings), not in "
+                                  "`observations`")
+        results = await self.engine.act_batch(
+            list(request.session_ids), obs, list(request.rewards), list(request.new_episodes),
+            self._timeout(context))
+        self.metrics.steps.inc(len(results))
+        self.metrics.act_batch_latency.observe(time.perf_counter() - started)
+        return pb.ActBatchResponse(
+            actions=from_numpy(np.stack([r.action for r in results])),
+            model_versions=[r.model_version for r in results], steps=[r.step for r in results])
+
     # ---- shared -------------------------------------------------------------------------------
+    def _timeout(self, context: grpc.aio.ServicerContext) -> float:
+        timeout = self.engine.config.step_timeout_s
+        remaining = context.time_remaining()
+        return timeout if remaining is None else min(timeout, max(remaining, 0.0))
+
     async def _step(self, request: pb.ActRequest, session_id: str,
                     context: grpc.aio.ServicerContext) -> pb.ActResponse:
         started = time.perf_counter()
@@ -113,12 +159,8 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         except TensorError as e:
             self.engine.sessions.get(session_id)  # an unknown session is NOT_FOUND first
             raise InvalidArgument(f"{e}; see GetModelInfo for the observation spec") from None
-        timeout = self.engine.config.step_timeout_s
-        remaining = context.time_remaining()
-        if remaining is not None:
-            timeout = min(timeout, max(remaining, 0.0))
         result: StepResult = await self.engine.act(session_id, obs, request.reward,
-                                                   request.new_episode, timeout)
+                                                   request.new_episode, self._timeout(context))
         self.metrics.steps.inc()
         self.metrics.step_latency.observe(time.perf_counter() - started)
         return pb.ActResponse(action=from_numpy(result.action), model_version=result.model_version,

@@ -188,7 +188,10 @@ def train(
     network.to(device)
 
     replay = ReplayBuffer(
-        rd.root / "replay", cfg.replay_max_trajectories, seed=cfg.seed + counters.updates
+        rd.root / "replay",
+        cfg.replay_max_trajectories,
+        seed=cfg.seed + counters.updates,
+        writer_elsewhere=cfg.collector == "process",
     )
     if cfg.collector == "process":
         experience = ProcessExperience(cfg, network, replay, counters.env_steps)
@@ -249,7 +252,7 @@ def train(
                 learning = counters.env_steps >= cfg.learning_starts
                 trials = experience.collect(wait=not learning)
                 if time.monotonic() - t_refresh > 1.0:
-                    replay.refresh(clean_temp=False)
+                    replay.refresh()
                     t_refresh = time.monotonic()
             else:
                 trials = experience.collect()

@@ -114,14 +114,23 @@ class ReplayBuffer:
     """Trajectories on disk under `root`, an LRU cache of loaded ones, and window sampling."""
 
     def __init__(
-        self, root: Path, max_trajectories: int, seed: int, cache_size: int | None = None
+        self,
+        root: Path,
+        max_trajectories: int,
+        seed: int,
+        cache_size: int | None = None,
+        writer_elsewhere: bool = False,
     ) -> None:
+        """`writer_elsewhere`: another process adds the files (the collector process); this
+        buffer only reads, and never deletes that writer's temp files in progress. Construct it
+        before the writer starts: construction still clears a crashed run's leftovers."""
         if max_trajectories < 1:
             raise ValueError(f"max_trajectories must be >= 1, got {max_trajectories}")
         self.root = Path(root)
         self.max_trajectories = max_trajectories
         self.cache_size = max_trajectories if cache_size is None else cache_size
         self.rng = np.random.default_rng(seed)
+        self.writer_elsewhere = writer_elsewhere
         self._lock = threading.Lock()
         self._cache: OrderedDict[Path, tuple[Trajectory, str]] = OrderedDict()
         self._trajs: list[Path] = []  # oldest first
@@ -130,15 +139,17 @@ class ReplayBuffer:
         self._next_counter = 0
         for sub in (TRAJ_DIR, DEMO_DIR):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.refresh()
+        self.refresh(clean_temp=True)
         self._evict()
 
     # ---- bookkeeping -------------------------------------------------------------------------
-    def refresh(self, clean_temp: bool = True) -> None:
+    def refresh(self, clean_temp: bool | None = None) -> None:
         """Rescan the folders: resume after a restart, drop temp files, see other writers' files.
 
-        A reader of a buffer another process writes passes clean_temp=False: the temp files are
-        that writer's files in progress."""
+        Temp files are deleted only when this buffer is the writer (default: unless
+        `writer_elsewhere`): in a reader they are the writer's files in progress."""
+        if clean_temp is None:
+            clean_temp = not self.writer_elsewhere
         with self._lock:
             for sub in (TRAJ_DIR, DEMO_DIR) if clean_temp else ():
                 for tmp in (self.root / sub).glob("*" + TMP_SUFFIX):

@@ -32,7 +32,7 @@ from .errors import (
     Unimplemented,
 )
 from .retry import NO_RETRY, RetryPolicy
-from .specs import ActionSpec, ModelInfo, StepResult, TensorSpec
+from .specs import ActionSpec, BatchResult, ModelInfo, StepResult, TensorSpec
 
 _GYM = {"GymSession", "check_env"}
 
@@ -47,7 +47,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "NO_RETRY", "ActionSpec", "AsyncPolicyClient", "AsyncSession", "Cancelled", "ChannelConfig",
+    "NO_RETRY", "ActionSpec", "AsyncPolicyClient", "AsyncSession", "BatchResult", "Cancelled",
+    "ChannelConfig",
     "DeadlineExceeded", "FailedPrecondition", "GymSession", "Internal", "InvalidArgument",
     "ModelInfo", "NotFound", "PermissionDenied", "PolicyClient", "PolyskillError",
     "ResourceExhausted", "RetryPolicy", "Session", "SessionLost", "SpecMismatch", "StepResult",

@@ -4,6 +4,7 @@ and the wording of a lost session. No I/O here."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +12,8 @@ import numpy as np
 
 from ._proto.polyskill.v1 import policy_pb2 as pb
 from .errors import DeadlineExceeded, NotFound, SessionLost
-from .specs import ModelInfo, StepResult
-from .tensors import encode_observation, to_numpy
+from .specs import BatchResult, ModelInfo, StepResult
+from .tensors import encode_observation, from_numpy, to_numpy
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,37 @@ def build_request(session_id: str, obs: dict[str, Any] | Any, reward: float,
     """A numpy observation (dict of fields, or one array for the single field "obs") -> request."""
     return pb.ActRequest(session_id=session_id, observation=encode_observation(obs),
                          reward=float(reward), new_episode=bool(new_episode))
+
+
+def build_batch_request(session_ids: Sequence[str], observations: dict[str, Any] | Any,
+                        rewards: Sequence[float] | None, new_episodes: Sequence[bool] | None
+                        ) -> pb.ActBatchRequest:
+    """B sessions' observations stacked on axis 0 (a dict of fields, or one (B, ...) array for
+    the single field "obs"; a text field is a list of B strings) -> request."""
+    if not isinstance(observations, dict):
+        observations = {"obs": observations}
+    arrays, texts = {}, {}
+    for name, value in observations.items():
+        if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+            texts[name] = pb.Strings(values=value)
+        else:
+            arrays[name] = from_numpy(value)
+    return pb.ActBatchRequest(
+        session_ids=list(session_ids), observations=arrays, texts=texts,
+        rewards=[] if rewards is None else [float(r) for r in rewards],
+        new_episodes=[] if new_episodes is None else [bool(n) for n in new_episodes])
+
+
+def to_batch_result(response: pb.ActBatchResponse, latency_s: float) -> BatchResult:
+    actions = to_numpy(response.actions, "actions")
+    assert isinstance(actions, np.ndarray)
+    return BatchResult(actions, np.asarray(response.model_versions, dtype=np.int64),
+                       np.asarray(response.steps, dtype=np.int64), latency_s)
+
+
+def session_ids(sessions: Sequence[Any]) -> list[str]:
+    """Sessions (objects with `.id`) or their ids -> ids."""
+    return [s if isinstance(s, str) else s.id for s in sessions]
 
 
 def to_result(response: pb.ActResponse, latency_s: float) -> StepResult:

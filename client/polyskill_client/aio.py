@@ -13,13 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 
-from ._base import SessionOptions, build_request, check_late, lost, opened, to_result
+from ._base import (
+    SessionOptions,
+    build_batch_request,
+    build_request,
+    check_late,
+    lost,
+    opened,
+    session_ids,
+    to_batch_result,
+    to_result,
+)
 from ._proto.polyskill.v1 import policy_pb2 as pb
 from ._proto.polyskill.v1 import policy_pb2_grpc
 from .channel import ChannelConfig
@@ -33,7 +43,7 @@ from .errors import (
     from_rpc_error,
 )
 from .retry import RetryPolicy
-from .specs import ModelInfo, StepResult
+from .specs import BatchResult, ModelInfo, StepResult
 
 log = logging.getLogger("polyskill_client")
 T = TypeVar("T")
@@ -233,6 +243,19 @@ class AsyncPolicyClient:
         session = AsyncSession(self, session_id, info, options, timeout)
         self._sessions.add(session)
         return session
+
+    async def act_batch(self, sessions: Sequence[AsyncSession | str],
+                        observations: dict[str, Any] | Any,
+                        rewards: Sequence[float] | None = None,
+                        new_episodes: Sequence[bool] | None = None,
+                        timeout: float | None = -1.0) -> BatchResult:
+        """As `PolicyClient.act_batch`."""
+        timeout = self.timeout if timeout == -1.0 else timeout
+        started = time.perf_counter()
+        request = build_batch_request(session_ids(sessions), observations, rewards, new_episodes)
+        response = await self._retry(lambda: self._stub.ActBatch(
+            request, timeout=timeout, metadata=self.config.metadata))
+        return to_batch_result(response, time.perf_counter() - started)
 
     async def close_session(self, session_id: str) -> int:
         response = await self._retry(lambda: self._stub.CloseSession(

@@ -19,13 +19,23 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 
-from ._base import SessionOptions, build_request, check_late, lost, opened, to_result
+from ._base import (
+    SessionOptions,
+    build_batch_request,
+    build_request,
+    check_late,
+    lost,
+    opened,
+    session_ids,
+    to_batch_result,
+    to_result,
+)
 from ._proto.polyskill.v1 import policy_pb2 as pb
 from ._proto.polyskill.v1 import policy_pb2_grpc
 from .channel import ChannelConfig
@@ -39,7 +49,7 @@ from .errors import (
     from_rpc_error,
 )
 from .retry import RetryPolicy
-from .specs import ModelInfo, StepResult
+from .specs import BatchResult, ModelInfo, StepResult
 
 log = logging.getLogger("polyskill_client")
 T = TypeVar("T")
@@ -262,6 +272,20 @@ class PolicyClient:
         with self._lock:
             self._sessions.add(session)
         return session
+
+    def act_batch(self, sessions: Sequence[Session | str], observations: dict[str, Any] | Any,
+                  rewards: Sequence[float] | None = None,
+                  new_episodes: Sequence[bool] | None = None,
+                  timeout: float | None = -1.0) -> BatchResult:
+        """One step of EACH listed session in one call (a vectorised simulator): row i of every
+        observation field (and of `rewards`, `new_episodes`) is sessions[i]'s. All or nothing:
+        on an error no session advanced. Returns the actions stacked the same way."""
+        timeout = self.timeout if timeout == -1.0 else timeout
+        started = time.perf_counter()
+        request = build_batch_request(session_ids(sessions), observations, rewards, new_episodes)
+        response = self._retry(lambda: self._stub.ActBatch(
+            request, timeout=timeout, metadata=self.config.metadata))
+        return to_batch_result(response, time.perf_counter() - started)
 
     def close_session(self, session_id: str) -> int:
         """Close a session by id; returns the number of steps it took."""

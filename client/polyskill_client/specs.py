@@ -110,3 +110,14 @@ class StepResult:
     """Index of this step within the session, from 0 (restarts at 0 after a reopen)."""
     latency_s: float = field(default=0.0, compare=False)
     """Client-side wall time of the call, retries included."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One answered ActBatch: row i belongs to the i-th session of the request."""
+
+    actions: np.ndarray
+    """(B,) int64 for discrete actions, (B, dim) float32 for continuous ones."""
+    model_versions: np.ndarray  # (B,) int64
+    steps: np.ndarray  # (B,) int64: each session's step index
+    latency_s: float = field(default=0.0, compare=False)

@@ -245,7 +245,8 @@ def test_health_and_reflection_answer_stock_clients(dict_server) -> None:
     fd = db.FindFileContainingSymbol("polyskill.v1.PolicyService")
     assert fd.name == "polyskill/v1/policy.proto"
     methods = {m.name for m in fd.service[0].method}
-    assert methods == {"OpenSession", "Act", "ActStream", "CloseSession", "GetModelInfo"}
+    assert methods == {"OpenSession", "Act", "ActStream", "ActBatch", "ActBatchStream",
+                       "CloseSession", "GetModelInfo"}
     channel.close()
 
 

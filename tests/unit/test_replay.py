@@ -72,6 +72,21 @@ def test_leftover_temp_file_is_ignored_and_deleted(tmp_path: Path) -> None:
     again.sample(4, 3)
 
 
+def test_reader_never_deletes_the_writers_files_in_progress(tmp_path: Path) -> None:
+    """The learner reads a buffer the collector process writes: when a sampled file has been
+    evicted under it, its rescan must keep the collector's temp file (the next trial)."""
+    writer = ReplayBuffer(tmp_path, max_trajectories=2, seed=0)
+    writer.add(make_traj(3), task="t")
+    reader = ReplayBuffer(tmp_path, max_trajectories=2, seed=0, writer_elsewhere=True)
+    for _ in range(3):
+        writer.add(make_traj(4), task="t")  # evicts the file the reader knows
+    in_progress = tmp_path / "trajectories" / "traj_000000000004.npz.tmp"
+    in_progress.write_bytes(b"being written")
+    b = reader.sample(8, 3)  # hits the evicted file, rescans
+    assert in_progress.exists()
+    assert len(reader) == 2 and b.token_mask.shape == (8, 3)
+
+
 def test_invalid_trajectory_is_rejected(tmp_path: Path) -> None:
     buf = ReplayBuffer(tmp_path, max_trajectories=5, seed=0)
     bad = make_traj(3)

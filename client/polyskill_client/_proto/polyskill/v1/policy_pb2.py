@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyskill/v1/policy.proto\x12\x0cpolyskill.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb5\x01\n\x12OpenSessionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rdeterministic\x18\x02 \x01(\x08\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12<\n\x06labels\x18\x04 \x03(\x0b\x32,.polyskill.v1.OpenSessionRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Q\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.polyskill.v1.ModelInfo\"\xcf\x01\n\nActRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12>\n\x0bobservation\x18\x02 \x03(\x0b\x32).polyskill.v1.ActRequest.ObservationEntry\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x13\n\x0bnew_episode\x18\x04 \x01(\x08\x1aH\n\x10ObservationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.polyskill.v1.Tensor:\x02\x38\x01\"X\n\x0b\x41\x63tResponse\x12$\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x14.polyskill.v1.Tensor\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0c\n\x04step\x18\x03 \x01(\x03\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"%\n\x14\x43loseSessionResponse\x12\r\n\x05steps\x18\x01 \x01(\x03\"$\n\x13GetModelInfoRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xad\x01\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x10\n\x03low\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04high\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04nvec\x18\x07 \x03(\x03\x12\x12\n\nmax_length\x18\x08 \x01(\x03\x12\r\n\x05vocab\x18\t \x03(\tB\x06\n\x04_lowB\x07\n\x05_high\"M\n\nActionSpec\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\t\n\x01n\x18\x02 \x01(\x03\x12\x0b\n\x03\x64im\x18\x03 \x01(\x03\x12\x0b\n\x03low\x18\x04 \x03(\x01\x12\x0c\n\x04high\x18\x05 \x03(\x01\"\xc7\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07\x61liases\x18\x03 \x03(\t\x12\x32\n\x10observation_spec\x18\x04 \x03(\x0b\x32\x18.polyskill.v1.TensorSpec\x12-\n\x0b\x61\x63tion_spec\x18\x05 \x01(\x0b\x32\x18.polyskill.v1.ActionSpec\x12\x16\n\x0e\x63ontext_length\x18\x06 \x01(\x03\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t2\x88\x03\n\rPolicyService\x12R\n\x0bOpenSession\x12 .polyskill.v1.OpenSessionRequest\x1a!.polyskill.v1.OpenSessionResponse\x12:\n\x03\x41\x63t\x12\x18.polyskill.v1.ActRequest\x1a\x19.polyskill.v1.ActResponse\x12\x44\n\tActStream\x12\x18.polyskill.v1.ActRequest\x1a\x19.polyskill.v1.ActResponse(\x01\x30\x01\x12U\n\x0c\x43loseSession\x12!.polyskill.v1.CloseSessionRequest\x1a\".polyskill.v1.CloseSessionResponse\x12J\n\x0cGetModelInfo\x12!.polyskill.v1.GetModelInfoRequest\x1a\x17.polyskill.v1.ModelInfoB-\n\x0f\x61i.polyskill.v1P\x01Z\x18polyskill/v1;polyskillv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19polyskill/v1/policy.proto\x12\x0cpolyskill.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb5\x01\n\x12OpenSessionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rdeterministic\x18\x02 \x01(\x08\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12<\n\x06labels\x18\x04 \x03(\x0b\x32,.polyskill.v1.OpenSessionRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Q\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.polyskill.v1.ModelInfo\"\xcf\x01\n\nActRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12>\n\x0bobservation\x18\x02 \x03(\x0b\x32).polyskill.v1.ActRequest.ObservationEntry\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x13\n\x0bnew_episode\x18\x04 \x01(\x08\x1aH\n\x10ObservationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.polyskill.v1.Tensor:\x02\x38\x01\"X\n\x0b\x41\x63tResponse\x12$\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x14.polyskill.v1.Tensor\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0c\n\x04step\x18\x03 \x01(\x03\"\xdd\x02\n\x0f\x41\x63tBatchRequest\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12\x45\n\x0cobservations\x18\x02 \x03(\x0b\x32/.polyskill.v1.ActBatchRequest.ObservationsEntry\x12\x0f\n\x07rewards\x18\x03 \x03(\x01\x12\x14\n\x0cnew_episodes\x18\x04 \x03(\x08\x12\x37\n\x05texts\x18\x05 \x03(\x0b\x32(.polyskill.v1.ActBatchRequest.TextsEntry\x1aI\n\x11ObservationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.polyskill.v1.Tensor:\x02\x38\x01\x1a\x43\n\nTextsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.polyskill.v1.Strings:\x02\x38\x01\"\x19\n\x07Strings\x12\x0e\n\x06values\x18\x01 \x03(\t\"`\n\x10\x41\x63tBatchResponse\x12%\n\x07\x61\x63tions\x18\x01 \x01(\x0b\x32\x14.polyskill.v1.Tensor\x12\x16\n\x0emodel_versions\x18\x02 \x03(\x03\x12\r\n\x05steps\x18\x03 \x03(\x03\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"%\n\x14\x43loseSessionResponse\x12\r\n\x05steps\x18\x01 \x01(\x03\"$\n\x13GetModelInfoRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xad\x01\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x10\n\x03low\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04high\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04nvec\x18\x07 \x03(\x03\x12\x12\n\nmax_length\x18\x08 \x01(\x03\x12\r\n\x05vocab\x18\t \x03(\tB\x06\n\x04_lowB\x07\n\x05_high\"M\n\nActionSpec\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\t\n\x01n\x18\x02 \x01(\x03\x12\x0b\n\x03\x64im\x18\x03 \x01(\x03\x12\x0b\n\x03low\x18\x04 \x03(\x01\x12\x0c\n\x04high\x18\x05 \x03(\x01\"\xc7\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07\x61liases\x18\x03 \x03(\t\x12\x32\n\x10observation_spec\x18\x04 \x03(\x0b\x32\x18.polyskill.v1.TensorSpec\x12-\n\x0b\x61\x63tion_spec\x18\x05 \x01(\x0b\x32\x18.polyskill.v1.ActionSpec\x12\x16\n\x0e\x63ontext_length\x18\x06 \x01(\x03\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t2\xa8\x04\n\rPolicyService\x12R\n\x0bOpenSession\x12 .polyskill.v1.OpenSessionRequest\x1a!.polyskill.v1.OpenSessionResponse\x12:\n\x03\x41\x63t\x12\x18.polyskill.v1.ActRequest\x1a\x19.polyskill.v1.ActResponse\x12\x44\n\tActStream\x12\x18.polyskill.v1.ActRequest\x1a\x19.polyskill.v1.ActResponse(\x01\x30\x01\x12I\n\x08\x41\x63tBatch\x12\x1d.polyskill.v1.ActBatchRequest\x1a\x1e.polyskill.v1.ActBatchResponse\x12S\n\x0e\x41\x63tBatchStream\x12\x1d.polyskill.v1.ActBatchRequest\x1a\x1e.polyskill.v1.ActBatchResponse(\x01\x30\x01\x12U\n\x0c\x43loseSession\x12!.polyskill.v1.CloseSessionRequest\x1a\".polyskill.v1.CloseSessionResponse\x12J\n\x0cGetModelInfo\x12!.polyskill.v1.GetModelInfoRequest\x1a\x17.polyskill.v1.ModelInfoB-\n\x0f\x61i.polyskill.v1P\x01Z\x18polyskill/v1;polyskillv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPENSESSIONREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_ACTREQUEST_OBSERVATIONENTRY']._loaded_options = None
   _globals['_ACTREQUEST_OBSERVATIONENTRY']._serialized_options = b'8\001'
+  _globals['_ACTBATCHREQUEST_OBSERVATIONSENTRY']._loaded_options = None
+  _globals['_ACTBATCHREQUEST_OBSERVATIONSENTRY']._serialized_options = b'8\001'
+  _globals['_ACTBATCHREQUEST_TEXTSENTRY']._loaded_options = None
+  _globals['_ACTBATCHREQUEST_TEXTSENTRY']._serialized_options = b'8\001'
   _globals['_TENSOR']._serialized_start=43
   _globals['_TENSOR']._serialized_end=95
   _globals['_OPENSESSIONREQUEST']._serialized_start=98
@@ -51,18 +55,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACTREQUEST_OBSERVATIONENTRY']._serialized_end=572
   _globals['_ACTRESPONSE']._serialized_start=574
   _globals['_ACTRESPONSE']._serialized_end=662
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=664
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=705
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=707
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=744
-  _globals['_GETMODELINFOREQUEST']._serialized_start=746
-  _globals['_GETMODELINFOREQUEST']._serialized_end=782
-  _globals['_TENSORSPEC']._serialized_start=785
-  _globals['_TENSORSPEC']._serialized_end=958
-  _globals['_ACTIONSPEC']._serialized_start=960
-  _globals['_ACTIONSPEC']._serialized_end=1037
-  _globals['_MODELINFO']._serialized_start=1040
-  _globals['_MODELINFO']._serialized_end=1239
-  _globals['_POLICYSERVICE']._serialized_start=1242
-  _globals['_POLICYSERVICE']._serialized_end=1634
+  _globals['_ACTBATCHREQUEST']._serialized_start=665
+  _globals['_ACTBATCHREQUEST']._serialized_end=1014
+  _globals['_ACTBATCHREQUEST_OBSERVATIONSENTRY']._serialized_start=872
+  _globals['_ACTBATCHREQUEST_OBSERVATIONSENTRY']._serialized_end=945
+  _globals['_ACTBATCHREQUEST_TEXTSENTRY']._serialized_start=947
+  _globals['_ACTBATCHREQUEST_TEXTSENTRY']._serialized_end=1014
+  _globals['_STRINGS']._serialized_start=1016
+  _globals['_STRINGS']._serialized_end=1041
+  _globals['_ACTBATCHRESPONSE']._serialized_start=1043
+  _globals['_ACTBATCHRESPONSE']._serialized_end=1139
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=1141
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=1182
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1184
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1221
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1223
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1259
+  _globals['_TENSORSPEC']._serialized_start=1262
+  _globals['_TENSORSPEC']._serialized_end=1435
+  _globals['_ACTIONSPEC']._serialized_start=1437
+  _globals['_ACTIONSPEC']._serialized_end=1514
+  _globals['_MODELINFO']._serialized_start=1517
+  _globals['_MODELINFO']._serialized_end=1716
+  _globals['_POLICYSERVICE']._serialized_start=1719
+  _globals['_POLICYSERVICE']._serialized_end=2271
 # @@protoc_insertion_point(module_scope)

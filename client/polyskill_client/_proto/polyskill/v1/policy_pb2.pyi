@@ -73,6 +73,50 @@ class ActResponse(_message.Message):
     step: int
     def __init__(self, action: _Optional[_Union[Tensor, _Mapping]] = ..., model_version: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
 
+class ActBatchRequest(_message.Message):
+    __slots__ = ("session_ids", "observations", "rewards", "new_episodes", "texts")
+    class ObservationsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Tensor
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    class TextsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Strings
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Strings, _Mapping]] = ...) -> None: ...
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    NEW_EPISODES_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    observations: _containers.MessageMap[str, Tensor]
+    rewards: _containers.RepeatedScalarFieldContainer[float]
+    new_episodes: _containers.RepeatedScalarFieldContainer[bool]
+    texts: _containers.MessageMap[str, Strings]
+    def __init__(self, session_ids: _Optional[_Iterable[str]] = ..., observations: _Optional[_Mapping[str, Tensor]] = ..., rewards: _Optional[_Iterable[float]] = ..., new_episodes: _Optional[_Iterable[bool]] = ..., texts: _Optional[_Mapping[str, Strings]] = ...) -> None: ...
+
+class Strings(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ActBatchResponse(_message.Message):
+    __slots__ = ("actions", "model_versions", "steps")
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    actions: Tensor
+    model_versions: _containers.RepeatedScalarFieldContainer[int]
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, actions: _Optional[_Union[Tensor, _Mapping]] = ..., model_versions: _Optional[_Iterable[int]] = ..., steps: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class CloseSessionRequest(_message.Message):
     __slots__ = ("session_id",)
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

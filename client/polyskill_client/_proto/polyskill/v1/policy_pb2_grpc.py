@@ -51,6 +51,16 @@ class PolicyServiceStub:
                 request_serializer=polyskill_dot_v1_dot_policy__pb2.ActRequest.SerializeToString,
                 response_deserializer=polyskill_dot_v1_dot_policy__pb2.ActResponse.FromString,
                 _registered_method=True)
+        self.ActBatch = channel.unary_unary(
+                '/polyskill.v1.PolicyService/ActBatch',
+                request_serializer=polyskill_dot_v1_dot_policy__pb2.ActBatchRequest.SerializeToString,
+                response_deserializer=polyskill_dot_v1_dot_policy__pb2.ActBatchResponse.FromString,
+                _registered_method=True)
+        self.ActBatchStream = channel.stream_stream(
+                '/polyskill.v1.PolicyService/ActBatchStream',
+                request_serializer=polyskill_dot_v1_dot_policy__pb2.ActBatchRequest.SerializeToString,
+                response_deserializer=polyskill_dot_v1_dot_policy__pb2.ActBatchResponse.FromString,
+                _registered_method=True)
         self.CloseSession = channel.unary_unary(
                 '/polyskill.v1.PolicyService/CloseSession',
                 request_serializer=polyskill_dot_v1_dot_policy__pb2.CloseSessionRequest.SerializeToString,
@@ -91,6 +101,25 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ActBatch(self, request, context):
+        """One step of EACH of many sessions in one call (a vectorised simulator, a fleet gateway):
+        observations stacked along a leading batch axis, actions returned stacked the same way. The
+        server batches these steps with everyone else's; per step it costs a fraction of ActStream.
+        All or nothing: if any step is rejected (its index and session named in the message), no
+        session in the request advances, and the request may be corrected and resent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActBatchStream(self, request_iterator, context):
+        """ActBatch over one bidirectional stream: one response per request, in order. Each request may
+        list any sessions. An error ends the stream with a status; the sessions are unaffected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CloseSession(self, request, context):
         """Close a session and free its slot. Later steps fail with FAILED_PRECONDITION.
         """
@@ -122,6 +151,16 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ActStream,
                     request_deserializer=polyskill_dot_v1_dot_policy__pb2.ActRequest.FromString,
                     response_serializer=polyskill_dot_v1_dot_policy__pb2.ActResponse.SerializeToString,
+            ),
+            'ActBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActBatch,
+                    request_deserializer=polyskill_dot_v1_dot_policy__pb2.ActBatchRequest.FromString,
+                    response_serializer=polyskill_dot_v1_dot_policy__pb2.ActBatchResponse.SerializeToString,
+            ),
+            'ActBatchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ActBatchStream,
+                    request_deserializer=polyskill_dot_v1_dot_policy__pb2.ActBatchRequest.FromString,
+                    response_serializer=polyskill_dot_v1_dot_policy__pb2.ActBatchResponse.SerializeToString,
             ),
             'CloseSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseSession,
@@ -216,6 +255,60 @@ class PolicyService:
             '/polyskill.v1.PolicyService/ActStream',
             polyskill_dot_v1_dot_policy__pb2.ActRequest.SerializeToString,
             polyskill_dot_v1_dot_policy__pb2.ActResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyskill.v1.PolicyService/ActBatch',
+            polyskill_dot_v1_dot_policy__pb2.ActBatchRequest.SerializeToString,
+            polyskill_dot_v1_dot_policy__pb2.ActBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActBatchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/polyskill.v1.PolicyService/ActBatchStream',
+            polyskill_dot_v1_dot_policy__pb2.ActBatchRequest.SerializeToString,
+            polyskill_dot_v1_dot_policy__pb2.ActBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
