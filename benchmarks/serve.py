@@ -300,9 +300,9 @@ def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, ob
     Noise: the machine is shared, so the B=1 measurements run in `rounds` interleaved rounds
     (echo, then each server) and every ratio is reported per round (median, min, max).
     """
-    from polyskill.server.malloc import tune_malloc
+    from polyskill.malloc import keep_large_blocks
 
-    tune_malloc()  # the server's allocator settings, so that the bare baselines get them too
+    keep_large_blocks()  # the server's allocator settings, so that the bare baselines get them too
     steps, secs, sessions, rounds = (300, 1.5, 256, 2) if quick else (1000, 3.0, 256, 3)
     backends = ["torch"]
     try:
@@ -388,7 +388,7 @@ def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, ob
 BASELINES = {
     "bare_step": "backend.step + ActionParams.select (sampling, one Generator per session) in "
                  "the benchmark process, 1 thread, slots 0..B-1, observations made in numpy, "
-                 "same allocator settings as the server (server/malloc.py), tight loop",
+                 "same allocator settings as the server (polyskill/malloc.py), tight loop",
     "echo_rtt": "ActStream round trip to a grpc.aio PolicyService that answers every request "
                 "with a prebuilt response (same client code, same machine)",
     "latency_ratio": "served p50 (p99) / (echo p50 (p99) + bare_step p50 (p99)), per round; "

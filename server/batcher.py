@@ -46,12 +46,47 @@ INLINE_MAX_BATCH = 16
 """Default largest pass run on the event loop thread (see the module docstring)."""
 
 
+class _Group:
+    """The steps of one submit_many: one asyncio future, resolved when the last step is."""
+
+    __slots__ = ("future", "left", "results")
+
+    def __init__(self, size: int, future: asyncio.Future) -> None:
+        self.future, self.left, self.results = future, size, [None] * size
+
+
+class _Member:
+    """A step's handle in its _Group, with the Future methods the worker uses. Cheaper than a
+    future per step: no loop callback per step, so a 256-step request costs one wake-up."""
+
+    __slots__ = ("group", "index", "_done")
+
+    def __init__(self, group: _Group, index: int) -> None:
+        self.group, self.index, self._done = group, index, False
+
+    def done(self) -> bool:  # a failed, expired or abandoned group needs none of its steps
+        return self._done or self.group.future.done()
+
+    def set_result(self, result: np.ndarray) -> None:
+        self._done = True
+        g = self.group
+        g.results[self.index] = result
+        g.left -= 1
+        if not g.left and not g.future.done():
+            g.future.set_result(g.results)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._done = True
+        if not self.group.future.done():
+            self.group.future.set_exception(error)
+
+
 @dataclass
 class QueuedStep:
     model: LoadedModel
     plan: StepPlan
     obs: dict[str, np.ndarray | str]
-    future: asyncio.Future
+    future: asyncio.Future | _Member
     deadline: float = math.inf  # loop.time() after which the step's result is not delivered
 
 
@@ -123,28 +158,26 @@ class Batcher:
         self, steps: list[tuple[LoadedModel, StepPlan, dict[str, np.ndarray | str]]],
         timeout: float | None,
     ) -> list[np.ndarray]:
-        """Actions for many validated steps (one ActBatch request): queued together, one wake-up
-        and one timer for all; raises the first failure (TimeoutError after `timeout`)."""
+        """Actions for many validated steps (one ActBatch request), in order: queued together,
+        one future, one wake-up and one timer for all; raises the first failure (TimeoutError
+        after `timeout`)."""
         if self._closed:
             raise Unavailable("server is shutting down; reconnect to another replica")
         if timeout is not None and timeout <= 0:
             raise TimeoutError
         loop = asyncio.get_running_loop()
+        group = _Group(len(steps), loop.create_future())
         deadline = math.inf if timeout is None else loop.time() + timeout
-        queued = [QueuedStep(m, p, o, loop.create_future(), deadline) for m, p, o in steps]
-        self._pending.extend(queued)
+        self._pending.extend(QueuedStep(m, p, o, _Member(group, i), deadline)
+                             for i, (m, p, o) in enumerate(steps))
         if len(self._pending) >= self._wake_at:
             self._wake()
-        futures = [q.future for q in queued]
-        timer = None if timeout is None else loop.call_later(timeout, _expire_all, futures)
+        timer = None if timeout is None else loop.call_later(timeout, _expire, group.future)
         try:
-            return await asyncio.gather(*futures)
+            return await group.future
         finally:
             if timer is not None:
                 timer.cancel()
-            for f in futures:  # a failed sibling: the rest are not delivered (or not run)
-                if not f.done():
-                    f.cancel()
 
     def run_sync(self, fn: Callable, *args: object) -> asyncio.Future:
         """Run `fn(*args)` on the model thread (re-encoding, warm-up), in order with the passes."""
@@ -264,11 +297,6 @@ class Batcher:
 def _expire(future: asyncio.Future) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
-
-
-def _expire_all(futures: list[asyncio.Future]) -> None:
-    for future in futures:
-        _expire(future)
 
 
 def _finish(future: asyncio.Future) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -138,3 +139,71 @@ def test_sampling_matches_generator_choice() -> None:
             for i in np.flatnonzero(~deterministic):
                 want[i] = np.random.default_rng(i).choice(5, p=probs[i] / probs[i].sum())
             np.testing.assert_array_equal(got, want)
+
+
+def _group_run(m: LoadedModel, batcher: Batcher, table: SessionTable, sids: list[str],
+               obs: list[dict[str, np.ndarray]], timeout: float | None):
+    plans = [table.begin_step(s, 1.0, False) for s in sids]
+    return plans, batcher.submit_many(list(zip([m] * len(sids), plans, obs, strict=True)),
+                                      timeout)
+
+
+def test_submit_many_acts_as_single_steps_in_order_across_passes() -> None:
+    """An ActBatch group bigger than max_batch_size is split over passes; row i still gets
+    session i's action, the one it gets stepping alone."""
+
+    async def go(grouped: bool) -> list[list[int]]:
+        m = model(6)
+        batcher = Batcher(max_batch_size=4, max_wait_ms=0.0)
+        batcher.start()
+        table = SessionTable(6, 60.0, 8)
+        sids = [table.open(1, m.backend.zero_action(), seed=i + 1).session_id for i in range(6)]
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(5):
+            obs = [{"obs": rng.uniform(-1, 1, 4).astype(np.float32)} for _ in sids]
+            if grouped:
+                plans, pending = _group_run(m, batcher, table, sids, obs, 5.0)
+                actions = await pending
+            else:
+                plans = [table.begin_step(s, 1.0, False) for s in sids]
+                actions = [await batcher.submit(m, p, o, 5.0)
+                           for p, o in zip(plans, obs, strict=True)]
+            for p, a, o in zip(plans, actions, obs, strict=True):
+                table.commit_step(p, a, o)
+            out.append([int(a) for a in actions])
+        await batcher.stop()
+        return out
+
+    assert asyncio.run(go(True)) == asyncio.run(go(False))
+
+
+def test_submit_many_fails_as_a_whole_and_the_batcher_keeps_going() -> None:
+    async def go() -> int:
+        m = model(4)
+        batcher = Batcher(max_batch_size=8, max_wait_ms=0.0)
+        batcher.start()
+        table = SessionTable(4, 60.0, 8)
+        sids = [table.open(1, m.backend.zero_action(), deterministic=True).session_id
+                for _ in range(4)]
+        good = [{"obs": np.zeros(4, np.float32)} for _ in sids]
+        bad = good[:2] + [{"obs": np.zeros(5, np.float32)}] + good[3:]  # bypasses validation
+        plans, pending = _group_run(m, batcher, table, sids, bad, 5.0)
+        with pytest.raises(RuntimeError, match="model failed"):
+            await pending
+        for p in plans:
+            table.abort_step(p)
+        blocker = batcher.run_sync(time.sleep, 0.3)  # the model thread is busy
+        plans, pending = _group_run(m, batcher, table, sids, good, 0.05)
+        with pytest.raises(TimeoutError):
+            await pending
+        for p in plans:
+            table.abort_step(p)
+        await blocker
+        plans, pending = _group_run(m, batcher, table, sids, good, 5.0)
+        actions = await pending
+        assert [p.position for p in plans] == [0] * 4  # neither failure counted
+        await batcher.stop()
+        return len(actions)
+
+    assert asyncio.run(go()) == 4
