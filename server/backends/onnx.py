@@ -84,7 +84,7 @@ class OnnxBackend(Backend):
         self._kv_bufs = {o: torch.empty(L * num_slots * H * hd, device=self._device)
                          for o in ("new_k", "new_v")}
         self._kv_shape = (L, H, hd)
-        self._bound_batch = 0
+        self._bound_batch, self._views = 0, {}
 
     @staticmethod
     def from_checkpoint(path: str | Path, num_slots: int, device: str = "cpu") -> OnnxBackend:
@@ -114,7 +114,9 @@ class OnnxBackend(Backend):
         (self.io.bind_output if output else self.io.bind_input)(*args)
 
     def _bind_outputs(self, B: int) -> dict[str, torch.Tensor]:
-        """Views (B, ...) of the flat output buffers, bound when B changes."""
+        """Views (B, ...) of the flat output buffers, made and bound when B changes."""
+        if B == self._bound_batch:
+            return self._views
         views = {}
         for o in self.output_names:
             if o in self._out_bufs:
@@ -124,9 +126,8 @@ class OnnxBackend(Backend):
                 L, H, hd = self._kv_shape
                 shape, buf = (L, B, H, hd), self._kv_bufs[o]
             views[o] = buf[: int(np.prod(shape))].view(shape)
-            if B != self._bound_batch:
-                self._bind(o, views[o], output=True)
-        self._bound_batch = B
+            self._bind(o, views[o], output=True)
+        self._bound_batch, self._views = B, views
         return views
 
     def step(self, inputs: StepInputs) -> ActionParams:
@@ -148,11 +149,16 @@ class OnnxBackend(Backend):
         out = self._bind_outputs(B)
         self.session.run_with_iobinding(self.io)
         # Write this token's k/v into each slot's ring (KVCache.write semantics).
-        slot_t = torch.as_tensor(slots, device=self._device)
-        ring = torch.as_tensor(np.asarray(inputs.positions) % self.cache.window,
-                               device=self._device)
-        self.cache.k[:, slot_t, :, ring] = out["new_k"].transpose(0, 1)  # (B, L, H, hd)
-        self.cache.v[:, slot_t, :, ring] = out["new_v"].transpose(0, 1)
+        if B == 1:  # the latency path: plain indexing, no index tensors
+            slot, ring = int(slots[0]), int(inputs.positions[0]) % self.cache.window
+            for pool, new in ((self.cache.k, out["new_k"]), (self.cache.v, out["new_v"])):
+                pool[:, slot, :, ring] = new[:, 0]  # (L, H, hd)
+        else:
+            slot_t = torch.as_tensor(slots, device=self._device)
+            ring_t = torch.as_tensor(np.asarray(inputs.positions) % self.cache.window,
+                                     device=self._device)
+            self.cache.k[:, slot_t, :, ring_t] = out["new_k"].transpose(0, 1)  # (B, L, H, hd)
+            self.cache.v[:, slot_t, :, ring_t] = out["new_v"].transpose(0, 1)
         if self.action_spec.kind == "discrete":
             return ActionParams(self.action_spec,
                                 probs=out["probs"].cpu().numpy().astype(np.float64))
