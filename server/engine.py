@@ -205,7 +205,12 @@ class Engine:
         _check_batch_lists(session_ids, rewards, new_episodes)
         rewards = rewards or [0.0] * B
         new_episodes = new_episodes or [False] * B
-        sessions = [_at(i, sid, self.sessions.get, sid) for i, sid in enumerate(session_ids)]
+        sessions: list[Session] = []
+        try:  # NOTE: one try around the loop, not per row: this is ~2 us of every step
+            for sid in session_ids:
+                sessions.append(self.sessions.get(sid))
+        except ServingError as e:
+            raise _at_row(e, len(sessions), session_ids) from None
         if self.config.migrate == "reencode":
             for session in sessions:
                 if session.alias and not session.in_flight:
@@ -218,11 +223,14 @@ class Engine:
         rows = check_observation_batch(specs.pop(), obs, B)
         plans: list = []
         try:
-            for i, sid in enumerate(session_ids):
-                plans.append(_at(i, sid, self.sessions.begin_step, sid, rewards[i],
-                                 new_episodes[i]))
+            try:
+                begin = self.sessions.begin
+                for session, reward, new in zip(sessions, rewards, new_episodes, strict=True):
+                    plans.append(begin(session, reward, new))
+            except ServingError as e:
+                raise _at_row(e, len(plans), session_ids) from None
             actions = await self.batcher.submit_many(
-                [(models[p.model_version], p, row) for p, row in zip(plans, rows, strict=True)],
+                [(models[p.model_version], p, r) for p, r in zip(plans, rows, strict=True)],
                 timeout)
         except TimeoutError:
             for plan in plans:
@@ -234,8 +242,9 @@ class Engine:
             for plan in plans:
                 self.sessions.abort_step(plan)
             raise
-        for plan, action, row in zip(plans, actions, rows, strict=True):
-            self.sessions.commit_step(plan, action, row)
+        commit = self.sessions.commit_step
+        for plan, action, r in zip(plans, actions, rows, strict=True):
+            commit(plan, action, r)
         return [StepResult(a, p.model_version, p.position)
                 for a, p in zip(actions, plans, strict=True)]
 
@@ -292,9 +301,6 @@ def _check_batch_lists(session_ids: list[str], rewards: list[float], new_episode
                               f"{rewards[bad[0]]}")
 
 
-def _at(row: int, session_id: str, fn, *args):
-    """fn(*args), with a ServingError's message prefixed by the row and session it is about."""
-    try:
-        return fn(*args)
-    except ServingError as e:
-        raise type(e)(f"row {row} (session {session_id!r}): {e}") from None
+def _at_row(error: ServingError, row: int, session_ids: list[str]) -> ServingError:
+    """The same error, its message prefixed by the row and session it is about."""
+    return type(error)(f"row {row} (session {session_ids[row]!r}): {error}")

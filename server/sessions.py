@@ -166,7 +166,11 @@ class SessionTable:
     # ---- steps --------------------------------------------------------------------------------
     def begin_step(self, session_id: str, reward: float, new_episode: bool) -> StepPlan:
         """Plan the next step; the session is unchanged until commit_step."""
-        session = self.get(session_id)
+        return self.begin(self.get(session_id), reward, new_episode)
+
+    def begin(self, session: Session, reward: float, new_episode: bool) -> StepPlan:
+        """begin_step for a session already looked up (ActBatch looks up all rows first)."""
+        session_id = session.session_id
         if session.in_flight:
             raise StepInFlight(f"session {session_id!r} already has a step in flight; send its "
                                "steps one at a time (wait for each action)")

@@ -50,3 +50,14 @@ def test_every_preset_is_valid_and_every_key_is_listed_with_its_doc() -> None:
     assert "Tokens the policy attends over" in keys["network.context_length"]
     with pytest.raises(ConfigError, match="unknown preset"):
         get_preset("nope")
+
+
+@pytest.mark.parametrize("name", ["smoke", "scales", "cartpole"])
+def test_built_in_presets_build_their_network(name: str) -> None:
+    """The tasks of a preset share one action space and compatible observations (the suites'
+    presets need optional packages: tests/integration/test_suites.py builds those)."""
+    from polyskill.trainer.loop import build_network
+
+    cfg = get_preset(name)
+    net = build_network(cfg)
+    assert net.action_spec.kind == "discrete" and net.cfg == cfg.network
