@@ -7,6 +7,7 @@ mean return (and success rate, when the env's info has "success"/"is_success") f
 index 1..K - episode K minus episode 1 is the in-context gain - and client-side step latency.
 
     polyskill drive --server localhost:50051 --env polyskill/Bandit-v0 --sessions 4 --episodes 10
+    polyskill drive --server localhost:50051 --env CartPole-v1 --sessions 64 --batch  # ActBatch
     python -m polyskill_client.drive --server HOST:PORT --env CartPole-v1 --json   # client only
 """
 
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="", help="alias or version to pin (default: server's)")
     parser.add_argument("--deterministic", action="store_true", help="take the policy's mode")
     parser.add_argument("--unary", action="store_true", help="one Act call per step (no stream)")
+    parser.add_argument("--batch", action="store_true",
+                        help="step every env instance in one ActBatch call per tick, from one "
+                        "thread (how a vectorised simulator drives the server)")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-step deadline, seconds")
     parser.add_argument("--token", default=os.environ.get("POLYSKILL_TOKEN"),
                         help="bearer token (env POLYSKILL_TOKEN)")
@@ -132,6 +136,113 @@ def run_session(index: int, args: argparse.Namespace, client: PolicyClient, tall
         env.close()
 
 
+@dataclass
+class _Instance:
+    """One env instance of a --batch run and where it is in its trials."""
+
+    index: int
+    env: Any
+    rng: np.random.Generator
+    seed: int
+    trial: int = 0
+    episode: int = 0
+    t: int = 0
+    session: Any = None
+    obs: Any = None
+    reward: float = 0.0
+    ep_return: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def trial_seed(self) -> int:  # as run_session's
+        return self.seed * 100_003 + self.index * 1_009 + self.trial
+
+
+def _start_trial(inst: _Instance, args: argparse.Namespace, client: PolicyClient,
+                 tally: Tally) -> None:
+    """As run_session's trial start: resample the task, open the session, reset with the seed."""
+    from .gym_adapter import check_env
+
+    sample_task = getattr(inst.env.unwrapped, "sample_task", None)
+    if callable(sample_task):
+        sample_task(inst.rng)
+    inst.session = client.open_session(args.model, deterministic=args.deterministic,
+                                       seed=inst.trial_seed + 1)
+    check_env(inst.session.model, inst.env.observation_space, inst.env.action_space)
+    tally.model = {"name": inst.session.model.name, "version": inst.session.model.version,
+                   "backend": inst.session.model.backend}
+    inst.episode, inst.t, inst.ep_return, inst.reward = 0, 0, 0.0, 0.0
+    inst.obs, _ = inst.env.reset(seed=inst.trial_seed)
+
+
+def _stack(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-instance encoded observations -> fields stacked on axis 0 (text: a list)."""
+    return {name: [r[name] for r in rows] if isinstance(rows[0][name], str)
+            else np.stack([r[name] for r in rows]) for name in rows[0]}
+
+
+def run_batched(args: argparse.Namespace, client: PolicyClient, tally: Tally) -> None:
+    """--batch: the env instances step together, one ActBatch call per tick. Each plays the
+    same trials, seeds and tasks as in the threaded mode; finished instances leave the batch."""
+    import gymnasium as gym
+
+    from .gym_adapter import decode, encode
+
+    live = [_Instance(i, gym.make(args.env, **args.env_kwargs),
+                      np.random.default_rng([args.seed, i]), args.seed)
+            for i in range(args.sessions)]
+    envs = [inst.env for inst in live]
+    try:
+        for inst in live:
+            _start_trial(inst, args, client, tally)
+        while live:
+            model = live[0].session.model
+            result = client.act_batch(
+                [inst.session for inst in live], _stack([encode(model, i.obs) for i in live]),
+                [inst.reward for inst in live], [inst.t == 0 for inst in live])
+            for inst, action in zip(list(live), result.actions, strict=True):
+                inst.latencies.append(result.latency_s)
+                inst.obs, reward, terminated, truncated, info = inst.env.step(
+                    decode(model, action))
+                inst.reward = float(reward)
+                inst.ep_return += inst.reward
+                inst.t += 1
+                if terminated or truncated or inst.t >= args.max_steps:
+                    if not _end_episode(inst, info, args, client, tally):
+                        live.remove(inst)
+    except (PolyskillError, SpecMismatch) as e:
+        tally.errors.append(f"batch: {type(e).__name__}: {e}")
+    finally:
+        for inst in live:
+            if inst.session is not None:
+                inst.session.close()
+        for env in envs:
+            env.close()
+
+
+def _end_episode(inst: _Instance, info: dict, args: argparse.Namespace, client: PolicyClient,
+                 tally: Tally) -> bool:
+    """Record the episode, then start the next episode or trial; False when the instance is
+    done with all its trials."""
+    success = info.get("success", info.get("is_success"))
+    tally.returns[inst.episode].append(inst.ep_return)
+    if success is not None:
+        tally.successes[inst.episode].append(float(success))
+    tally.latencies_s += inst.latencies
+    tally.steps += len(inst.latencies)
+    inst.latencies, inst.ep_return, inst.t = [], 0.0, 0
+    inst.episode += 1
+    if inst.episode < args.episodes:
+        inst.obs, _ = inst.env.reset()
+        return True
+    inst.session.close()
+    inst.session, inst.trial = None, inst.trial + 1
+    if inst.trial == args.trials:
+        return False
+    _start_trial(inst, args, client, tally)
+    return True
+
+
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
@@ -146,7 +257,8 @@ def summarize(args: argparse.Namespace, tally: Tally, wall_s: float) -> dict[str
         "server": args.server, "env": args.env, "model": tally.model,
         "sessions": args.sessions, "trials_per_session": args.trials,
         "episodes_per_trial": args.episodes, "trials": len(tally.returns[-1]),
-        "streaming": not args.unary, "deterministic": args.deterministic, "seed": args.seed,
+        "streaming": not args.unary, "batch": args.batch, "deterministic": args.deterministic,
+        "seed": args.seed,
         "episode_returns": returns, "episode_success": success,
         "return_first": first, "return_last": last,
         "in_context_gain": None if first is None or last is None else last - first,
@@ -201,6 +313,9 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     with PolicyClient(args.server, token=args.token, tls=args.tls or bool(args.ca),
                       root_certificates=args.ca, timeout=args.timeout,
                       retry=RetryPolicy(max_elapsed_s=5.0)) as client:
+        if args.batch:
+            run_batched(args, client, tally)
+            return summarize(args, tally, time.perf_counter() - started)
         threads = [threading.Thread(target=run_session, args=(i, args, client, tally),
                                     name=f"drive-{i}") for i in range(args.sessions)]
         for t in threads:
