@@ -30,6 +30,7 @@ from polyskill.agent.checkpoint import load_network, save_network
 from polyskill.agent.network import AgentNetwork
 from polyskill.agent.spaces import action_spec_from_space, obs_spec_from_space
 from polyskill.malloc import mmap_large_blocks
+from polyskill.malloc import trim as trim_heap
 
 from .batch import TensorBatch
 from .config import ConfigError, TrainConfig
@@ -233,7 +234,7 @@ def train(
     window: dict[str, list[float]] = defaultdict(list)
     t_log, steps_log, updates_log = time.monotonic(), counters.env_steps, counters.updates
     metrics: dict[str, float] = {}
-    last_eval, t_refresh = -1, time.monotonic()
+    last_eval, t_housekeeping = -1, time.monotonic()
     bar = tqdm(
         total=cfg.total_steps,
         initial=counters.env_steps,
@@ -251,11 +252,13 @@ def train(
             if isinstance(experience, ProcessExperience):
                 learning = counters.env_steps >= cfg.learning_starts
                 trials = experience.collect(wait=not learning)
-                if time.monotonic() - t_refresh > 1.0:
-                    replay.refresh()
-                    t_refresh = time.monotonic()
             else:
                 trials = experience.collect()
+            if time.monotonic() - t_housekeeping > 1.0:
+                if isinstance(experience, ProcessExperience):
+                    replay.refresh()  # the collector's new files
+                trim_heap()  # NOTE: else resident memory creeps up (polyskill/malloc.py)
+                t_housekeeping = time.monotonic()
             for task, ret in trials:
                 window[f"train/{task}/return"].append(ret)
             counters.env_steps = experience.env_steps
