@@ -19,11 +19,9 @@ EPISODE_KEY = re.compile(r"^eval/(?P<task>[^/]+)/return_ep(?P<k>\d+)$")
 def plot_run(run_id: str, out: str | Path, tracking_uri: str | None = None) -> Path:
     """Per task: trial return vs env steps (left) and return by episode of the trial at the
     last evaluation (right: the in-context gain)."""
-    import mlflow
+    from .tracking import mlflow_client
 
-    from .tracking import tracking_uri as default_uri
-
-    client = mlflow.MlflowClient(tracking_uri or default_uri())
+    client = mlflow_client(tracking_uri)
     keys = list(client.get_run(run_id).data.metrics)
     tasks = sorted({k.split("/")[1] for k in keys if re.match(r"^eval/[^/]+/return$", k)})
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))

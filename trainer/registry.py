@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .tracking import tracking_uri
+from .tracking import mlflow_client, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,9 @@ class ModelRegistry:
 
     def __init__(self, name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> None:
         quiet_mlflow_defaults()
-        from mlflow import MlflowClient  # slow import: only where the registry is used
-
         self.name = name
         self.uri = uri or tracking_uri()
-        self.client = MlflowClient(self.uri, registry_uri=self.uri)
+        self.client = mlflow_client(self.uri)
 
     # ---- reading ------------------------------------------------------------------------------
     def _info(self, mv: Any) -> VersionInfo:

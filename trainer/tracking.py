@@ -7,8 +7,10 @@ A tracking store that is down never stops training: failed writes are logged and
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -17,6 +19,32 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def mlflow_client(uri: str | None = None) -> Any:
+    """An MlflowClient (tracking and registry on `uri`) whose store exists.
+
+    A fresh SQLite store is created under a file lock beside it: the trainer, the server and the
+    demo start together on a new machine, and MLflow's table creation is not safe against
+    itself ("table ... already exists" in the second process)."""
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    path = _sqlite_path(uri)
+    if path is None or not path.parent.is_dir():
+        return MlflowClient(uri, registry_uri=uri)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        client = MlflowClient(uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # creates the tables if missing
+        client.search_registered_models(max_results=1)
+    return client
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """sqlite:///relative.db or sqlite:////absolute.db -> the file; None for other stores."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -34,7 +62,7 @@ class RunTracker:
         import mlflow  # slow import: only when tracking
 
         self.mlflow = mlflow
-        self.client = mlflow.MlflowClient(tracking_uri())
+        self.client = mlflow_client()
         self.run_id = run_id
         try:
             if run_id is None:

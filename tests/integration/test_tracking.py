@@ -53,3 +53,37 @@ def test_every_checkpoint_handed_to_the_registry_is_evaluated_on_its_own_weights
     assert [s for s, _ in seen][:2] == [800, 1600]
     assert all("eval/bandit/return" in m for _, m in seen)
     assert seen[0][1] != seen[1][1]  # two evaluations, one per checkpoint
+
+
+def _open_store(uri: str, start, raw: bool) -> str:
+    from polyskill.trainer.tracking import mlflow_client
+
+    start.wait()
+    try:
+        if raw:
+            client = mlflow.MlflowClient(uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        else:
+            mlflow_client(uri)
+        return "ok"
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        return f"{type(e).__name__}: {e}"[:200]
+
+
+@pytest.mark.timeout(120)
+def test_processes_starting_together_share_a_fresh_sqlite_store(tmp_path: Path) -> None:
+    """The demo starts the trainer and the server together on a new store; MLflow's table
+    creation raced ("table ... already exists") until store creation took a file lock."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    for attempt in range(2):
+        uri = f"sqlite:///{tmp_path}/fresh{attempt}.db"
+        with ctx.Manager() as manager:
+            start = manager.Event()
+            with ctx.Pool(4) as pool:
+                pending = [pool.apply_async(_open_store, (uri, start, False)) for _ in range(4)]
+                start.set()
+                results = [p.get(timeout=100) for p in pending]
+        assert results == ["ok"] * 4, results
