@@ -153,6 +153,9 @@ def test_babyai_mission_tokens_and_two_attempt_trials(tmp_path: Path, capfd) -> 
     ids = batch.obs["mission"]  # (B, L, 16) int64 word ids
     assert ids.dtype == np.int64 and ids.shape[-1] == 16 and ids.max() <= len(BABYAI_VOCAB)
     assert (ids > 0).any()
+    image = batch.obs["image"]  # codes spread over 0..255 (the network divides by 255)
+    assert image.dtype == np.uint8 and image.max() >= 100
+    assert not (np.unique(image[..., 0]) % 23).any()
     assert "Sampling rejected" not in capfd.readouterr().out
 
     metrics = tiny_train(tasks, k=2, tmp_path=tmp_path, steps=200)

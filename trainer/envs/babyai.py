@@ -1,7 +1,9 @@
 """BabyAI levels (via minigrid) as gymnasium envs: `polyskill/BabyAI-v0` with `level="GoToLocal"`.
 
 Observation: a Dict of `image` (7x7x3 uint8, the agent's egocentric view in minigrid's
-(object, colour, state) encoding), `direction` (Discrete(4)) and `mission` (the instruction as
+(object, colour, state) encoding, each code multiplied by IMAGE_CODE_SCALE so that the codes span
+0..255 like pixels: the network divides images by 255, which left raw codes 0..10 below 0.04),
+`direction` (Discrete(4)) and `mission` (the instruction as
 int64 word ids, `TokenIds`: a fixed vocabulary of the BabyAI grammar words, `max_length` ids,
 0 = padding or unknown). The network's spec for `mission` is FieldSpec(kind="text", vocab=...),
 so a served model takes the mission string and tokenises it with the same rule.
@@ -105,16 +107,25 @@ class BabyAIEnv(gym.Env):
             self._level_seed = int(self._rng.integers(2**31))
         with contextlib.redirect_stdout(io.StringIO()):  # "Sampling rejected: ..." lines
             obs, info = self.inner.reset(seed=self._level_seed)
-        return obs, {**info, "success": 0.0}
+        return _spread(obs), {**info, "success": 0.0}
 
     def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.inner.step(action)
         success = float(bool(terminated) and float(reward) > 0)
-        return obs, float(reward), bool(terminated), bool(truncated), {**info, "success": success}
+        return (_spread(obs), float(reward), bool(terminated), bool(truncated),
+                {**info, "success": success})
 
     def close(self) -> None:
         self.inner.close()
         super().close()
+
+
+IMAGE_CODE_SCALE = np.array([23, 42, 85], dtype=np.uint8)
+"""Per channel: object codes 0..10 -> 0..230, colours 0..5 -> 0..210, states 0..2 -> 0..170."""
+
+
+def _spread(obs: dict[str, Any]) -> dict[str, Any]:
+    return {**obs, "image": obs["image"] * IMAGE_CODE_SCALE}  # (7, 7, 3) uint8, no overflow
 
 
 def babyai_tasks(
