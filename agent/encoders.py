@@ -9,6 +9,7 @@ arrive already tokenised to ids.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import NetworkConfig
@@ -73,16 +74,24 @@ class ImageField(nn.Module):
 
 
 class TextField(nn.Module):
-    """Token ids (0 = pad/unknown) -> mean-pooled embedding."""
+    """Token ids (0 = pad/unknown) -> mean over words of f(word + position embedding).
+
+    Position plus the per-token nonlinearity f keep word order ("the red ball next to the blue
+    key" is not "the blue ball next to the red key"): a plain mean of word embeddings, or of
+    word + position without f, loses it."""
 
     def __init__(self, spec: FieldSpec, dim: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(len(spec.vocab) + 1, dim, padding_idx=0)
+        self.position = nn.Parameter(torch.randn(spec.max_length, dim) * 0.1)  # (L, dim)
+        self.mix = nn.Linear(dim, dim)
         self.out_dim = dim
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T, L) int -> (B, T, dim)
-        mask = (ids > 0).float().unsqueeze(-1)
-        return (self.embed(ids.long()) * mask).sum(-2) / mask.sum(-2).clamp(min=1.0)
+        mask = (ids > 0).float().unsqueeze(-1)  # (B, T, L, 1)
+        words = self.embed(ids.long()) + self.position[: ids.shape[-1]]  # (B, T, L, dim)
+        words = F.leaky_relu(self.mix(words))
+        return (words * mask).sum(-2) / mask.sum(-2).clamp(min=1.0)
 
 
 def make_field_encoder(spec: FieldSpec, cfg: NetworkConfig) -> nn.Module:

@@ -90,3 +90,24 @@ def test_babyai_missions_of_many_levels_have_no_unknown_words() -> None:
             assert set(words) <= set(BABYAI_VOCAB), (level, obs["mission"])
             assert len(words) <= MAX_MISSION_WORDS
         env.close()
+
+
+def test_text_encoding_keeps_word_order() -> None:
+    import torch
+
+    from polyskill.agent.encoders import TextField
+    from polyskill.agent.spaces import FieldSpec
+
+    vocab = ("ball", "blue", "key", "next", "red", "the", "to")
+    spec = FieldSpec(name="mission", kind="text", dtype="int64", shape=(8,), vocab=vocab,
+                     max_length=8)
+    field = TextField(spec, 16)
+    ids = {w: i + 1 for i, w in enumerate(vocab)}
+
+    def encode(text: str) -> torch.Tensor:
+        row = [ids[w] for w in text.split()] + [0] * (8 - len(text.split()))
+        return field(torch.tensor([[row]]))[0, 0]
+
+    a = encode("the red ball next to the blue key")
+    b = encode("the blue ball next to the red key")  # the same words, another order
+    assert not torch.allclose(a, b, atol=1e-4)
