@@ -215,19 +215,28 @@ async def _drive(address: str, sessions: int, seconds: float, open_session: bool
 
         ready = asyncio.Event()
         tasks = [asyncio.create_task(one()) for _ in range(sessions)]
-        await asyncio.sleep(1.0 + sessions * 0.004)
-        server0, cpu0, start = _cpu_of(server_pid), time.process_time(), time.perf_counter()
-        ready.set()
-        await asyncio.sleep(seconds)
-        running[0] = False
-        wall = time.perf_counter() - start
-        cpu, server = time.process_time() - cpu0, _cpu_of(server_pid) - server0
-        await asyncio.gather(*tasks)
-        steps = sum(counts)  # each stream finishes the step it had in flight: <= sessions extra
-        return {"steps_s": steps / wall, "load_generator_cpu_cores": cpu / wall,
-                "server_cpu_cores": server / wall,
-                "server_cpu_us_per_step": server / max(steps, 1) * 1e6,
-                "load_generator_cpu_us_per_step": cpu / max(steps, 1) * 1e6}
+        # each stream finishes the step it had in flight: <= sessions extra steps
+        return await _window(tasks, ready, running, counts, 1.0 + sessions * 0.004, seconds,
+                             server_pid)
+
+
+async def _window(tasks: list[asyncio.Task], ready: asyncio.Event, running: list[bool],
+                  counts: list[int], warmup: float, seconds: float, server_pid: int
+                  ) -> dict[str, float]:
+    """Let the drivers warm up, count `seconds` of steps, stop them; rates and CPU per step."""
+    await asyncio.sleep(warmup)
+    server0, cpu0, start = _cpu_of(server_pid), time.process_time(), time.perf_counter()
+    ready.set()
+    await asyncio.sleep(seconds)
+    running[0] = False
+    wall = time.perf_counter() - start
+    cpu, server = time.process_time() - cpu0, _cpu_of(server_pid) - server0
+    await asyncio.gather(*tasks)
+    steps = sum(counts)
+    return {"steps_s": steps / wall, "load_generator_cpu_cores": cpu / wall,
+            "server_cpu_cores": server / wall,
+            "server_cpu_us_per_step": server / max(steps, 1) * 1e6,
+            "load_generator_cpu_us_per_step": cpu / max(steps, 1) * 1e6}
 
 
 async def _drive_batches(address: str, sessions: int, seconds: float, streams: int,
@@ -257,21 +266,10 @@ async def _drive_batches(address: str, sessions: int, seconds: float, streams: i
 
         ready = asyncio.Event()
         tasks = [asyncio.create_task(one(ids[i::streams])) for i in range(streams)]
-        await asyncio.sleep(1.0)
-        server0, cpu0, start = _cpu_of(server_pid), time.process_time(), time.perf_counter()
-        ready.set()
-        await asyncio.sleep(seconds)
-        running[0] = False
-        wall = time.perf_counter() - start
-        cpu, server = time.process_time() - cpu0, _cpu_of(server_pid) - server0
-        await asyncio.gather(*tasks)
+        result = await _window(tasks, ready, running, counts, 1.0, seconds, server_pid)
         for sid in ids:
             await client.CloseSession(pb.CloseSessionRequest(session_id=sid))
-        steps = sum(counts)
-        return {"steps_s": steps / wall, "streams": streams, "load_generator_cpu_cores": cpu / wall,
-                "server_cpu_cores": server / wall,
-                "server_cpu_us_per_step": server / max(steps, 1) * 1e6,
-                "load_generator_cpu_us_per_step": cpu / max(steps, 1) * 1e6}
+        return {**result, "streams": streams}
 
 
 def throughput(address: str, server_pid: int, sessions: int, seconds: float,
