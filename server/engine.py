@@ -82,9 +82,10 @@ def check_observation_batch(spec: ObsSpec, obs: dict[str, np.ndarray | list[str]
     if set(obs) != set(spec.names):
         check_observation(spec, {k: None for k in obs})  # raises naming the keys
     for name, value in obs.items():
-        if len(value) != batch if isinstance(value, list) else (
-                value.ndim == 0 or value.shape[0] != batch):
-            shape = f"{len(value)} strings" if isinstance(value, list) else list(value.shape)
+        is_text = isinstance(value, list)
+        rows = len(value) if is_text else (value.shape[0] if value.ndim else 0)
+        if rows != batch:
+            shape = f"{len(value)} strings" if is_text else list(value.shape)
             raise InvalidArgument(f"observation field {name!r} holds {shape} but the request "
                                   f"lists {batch} sessions: stack one row per session (axis 0)")
     rows = [{name: value[i] for name, value in obs.items()} for i in range(batch)]
