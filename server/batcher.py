@@ -86,7 +86,7 @@ class QueuedStep:
     model: LoadedModel
     plan: StepPlan
     obs: dict[str, np.ndarray | str]
-    future: asyncio.Future | _Member
+    future: _Member
     deadline: float = math.inf  # loop.time() after which the step's result is not delivered
 
 
@@ -134,33 +134,20 @@ class Batcher:
     async def submit(self, model: LoadedModel, plan: StepPlan, obs: dict[str, np.ndarray | str],
                      timeout: float | None) -> np.ndarray:
         """The action for one validated step; raises TimeoutError after `timeout` seconds."""
-        if self._closed:
-            raise Unavailable("server is shutting down; reconnect to another replica")
-        if timeout is not None and timeout <= 0:
-            raise TimeoutError  # the caller's deadline has already passed: do not queue
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if timeout is None:
-            self._put(QueuedStep(model, plan, obs, future))
-            return await future
-        # NOTE: a timer, not asyncio.wait_for (which costs a Task per step on the hot path). An
-        # expired step is skipped if not yet run; if it already ran, its result is dropped (the
-        # deadline is checked again when results are delivered: an inline pass blocks the loop,
-        # so the timer cannot fire during it).
-        self._put(QueuedStep(model, plan, obs, future, loop.time() + timeout))
-        timer = loop.call_later(timeout, _expire, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        return (await self.submit_many([(model, plan, obs)], timeout))[0]
 
     async def submit_many(
         self, steps: list[tuple[LoadedModel, StepPlan, dict[str, np.ndarray | str]]],
         timeout: float | None,
     ) -> list[np.ndarray]:
-        """Actions for many validated steps (one ActBatch request), in order: queued together,
-        one future, one wake-up and one timer for all; raises the first failure (TimeoutError
-        after `timeout`)."""
+        """Actions for validated steps (one Act step, or an ActBatch request), in order: queued
+        together, one future, one wake-up and one timer for all; raises the first failure
+        (TimeoutError after `timeout`).
+
+        NOTE: a timer, not asyncio.wait_for (a Task per call on the hot path). An expired step is
+        skipped if not yet run; if it already ran, its result is dropped (the deadline is checked
+        again when results are delivered: an inline pass blocks the loop, so the timer cannot
+        fire during it)."""
         if self._closed:
             raise Unavailable("server is shutting down; reconnect to another replica")
         if timeout is not None and timeout <= 0:

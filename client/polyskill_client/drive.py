@@ -74,6 +74,21 @@ class Tally:
     model: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def record(self, episode: int, ret: float, info: dict, latencies: list[float]) -> None:
+        """One finished episode (index within its trial) and its steps' latencies."""
+        success = info.get("success", info.get("is_success"))
+        with self.lock:
+            self.returns[episode].append(ret)
+            if success is not None:
+                self.successes[episode].append(float(success))
+            self.latencies_s += latencies
+            self.steps += len(latencies)
+
+
+def trial_seed(seed: int, index: int, trial: int) -> int:
+    """The seed of env instance `index`'s trial `trial` (env reset and session sampling)."""
+    return seed * 100_003 + index * 1_009 + trial
+
 
 def register_envs(env_id: str, imports: list[str]) -> None:
     """Import env-registering modules: those given, and the built-ins for polyskill/* ids."""
@@ -100,19 +115,19 @@ def run_session(index: int, args: argparse.Namespace, client: PolicyClient, tall
     rng = np.random.default_rng([args.seed, index])
     try:
         for trial in range(args.trials):
-            trial_seed = args.seed * 100_003 + index * 1_009 + trial
+            seed = trial_seed(args.seed, index, trial)
             sample_task = getattr(env.unwrapped, "sample_task", None)
             if callable(sample_task):
                 sample_task(rng)
             with client.open_session(args.model, deterministic=args.deterministic,
-                                     seed=trial_seed + 1, streaming=not args.unary) as session:
+                                     seed=seed + 1, streaming=not args.unary) as session:
                 with tally.lock:
                     tally.model = {"name": session.model.name, "version": session.model.version,
                                    "backend": session.model.backend}
                 agent = GymSession(session, env)
                 reward = 0.0
                 for episode in range(args.episodes):
-                    obs, info = env.reset(seed=trial_seed) if episode == 0 else env.reset()
+                    obs, info = env.reset(seed=seed) if episode == 0 else env.reset()
                     ep_return, latencies = 0.0, []
                     for t in range(args.max_steps):
                         action = agent.step(obs, reward, new_episode=t == 0)
@@ -122,13 +137,7 @@ def run_session(index: int, args: argparse.Namespace, client: PolicyClient, tall
                         ep_return += reward
                         if terminated or truncated:
                             break
-                    success = info.get("success", info.get("is_success"))
-                    with tally.lock:
-                        tally.returns[episode].append(ep_return)
-                        if success is not None:
-                            tally.successes[episode].append(float(success))
-                        tally.latencies_s += latencies
-                        tally.steps += len(latencies)
+                    tally.record(episode, ep_return, info, latencies)
     except (PolyskillError, SpecMismatch) as e:
         with tally.lock:
             tally.errors.append(f"session {index}: {type(e).__name__}: {e}")
@@ -154,8 +163,8 @@ class _Instance:
     latencies: list[float] = field(default_factory=list)
 
     @property
-    def trial_seed(self) -> int:  # as run_session's
-        return self.seed * 100_003 + self.index * 1_009 + self.trial
+    def trial_seed(self) -> int:
+        return trial_seed(self.seed, self.index, self.trial)
 
 
 def _start_trial(inst: _Instance, args: argparse.Namespace, client: PolicyClient,
@@ -224,12 +233,7 @@ def _end_episode(inst: _Instance, info: dict, args: argparse.Namespace, client: 
                  tally: Tally) -> bool:
     """Record the episode, then start the next episode or trial; False when the instance is
     done with all its trials."""
-    success = info.get("success", info.get("is_success"))
-    tally.returns[inst.episode].append(inst.ep_return)
-    if success is not None:
-        tally.successes[inst.episode].append(float(success))
-    tally.latencies_s += inst.latencies
-    tally.steps += len(inst.latencies)
+    tally.record(inst.episode, inst.ep_return, info, inst.latencies)
     inst.latencies, inst.ep_return, inst.t = [], 0.0, 0
     inst.episode += 1
     if inst.episode < args.episodes:
