@@ -50,7 +50,7 @@ class TwoHotBins(torch.nn.Module):
 
     def decode_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """(..., B) probabilities -> (...) raw values: symexp of the expected bin position."""
-        return symexp((probs * self.centers).sum(-1))
+        return symexp(probs @ self.centers)  # a matmul: no (..., B) temporary
 
     def decode_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return self.decode_probs(torch.softmax(logits, dim=-1))

@@ -88,13 +88,19 @@ class Collector:
         seed: int,
         deterministic: bool = False,
         continuous_noise: float = 0.3,
+        randomize_epsilon: bool = False,
     ) -> None:
+        """`randomize_epsilon`: each env slot explores with u * epsilon, u ~ U[0, 1] drawn anew
+        for every trial (as AMAGO does), so the replay always holds data from near-greedy to
+        near-random behaviour whatever the schedule has reached."""
         assert policy.num_slots >= envs.num_envs
         self.envs, self.policy, self.replay = envs, policy, replay
         self.obs_spec, self.action_spec = obs_spec, action_spec
         self.continuous_noise = continuous_noise
         N = self.num_envs = envs.num_envs
         self.rngs = [np.random.default_rng([seed, i]) for i in range(N)]
+        self.randomize_epsilon = randomize_epsilon
+        self.eps_scale = np.array([self._draw_eps_scale(i) for i in range(N)])  # (N,)
         self.deterministic = np.full(N, deterministic)
         obs, info = envs.reset(seed=seed)
         self.obs = batch_observations(obs_spec, obs)
@@ -109,9 +115,12 @@ class Collector:
         self.trajs = [_Trajectory(_row(self.obs, i)) for i in range(N)]
         self.open_trials = [TrialRecord(self.tasks[i]) for i in range(N)]
 
+    def _draw_eps_scale(self, i: int) -> float:
+        return float(self.rngs[i].random()) if self.randomize_epsilon else 1.0
+
     def _explore(self, actions: np.ndarray, epsilon: float) -> np.ndarray:
         for i, rng in enumerate(self.rngs):
-            if epsilon <= 0 or rng.random() >= epsilon:
+            if epsilon <= 0 or rng.random() >= epsilon * self.eps_scale[i]:
                 continue
             if self.action_spec.kind == "discrete":
                 actions[i] = rng.integers(self.action_spec.n)
@@ -158,6 +167,7 @@ class Collector:
                 self.tasks[i] = str(info["task"][i]) if "task" in info else ""
                 self.open_trials[i] = TrialRecord(self.tasks[i])
                 self.trajs[i] = _Trajectory(_row(next_obs, i))
+                self.eps_scale[i] = self._draw_eps_scale(i)
             else:
                 new_ep = bool(info.get("new_episode", np.zeros(self.num_envs, bool))[i])
                 self.trajs[i].add(actions[i], float(rewards[i]), _row(next_obs, i), new_ep, False)

@@ -40,6 +40,9 @@ class TrainConfig:
     collector: Literal["inline", "process"] = "inline"
     """inline: act and learn in turn in one process (deterministic for a seed); process: act in
     a separate process that writes the replay while the learner learns (uses a second core)."""
+    collector_max_steps_per_s: float = 0.0
+    """process collector only: cap on its env steps per second (0 = as fast as it can). On two
+    cores the collector's speed is taken from the learner's; the cap gives the rest back."""
     batch_size: int = 24
     """Sequences per update; each is a window of network.context_length steps."""
     steps_per_iteration: int = 16
@@ -51,6 +54,9 @@ class TrainConfig:
     eps_end: float = 0.05
     eps_anneal_steps: int = 50_000
     """Env steps over which exploration epsilon goes linearly from eps_start to eps_end."""
+    eps_randomize: bool = False
+    """Each env slot explores with u * epsilon, u ~ U[0, 1] drawn per trial (AMAGO's default):
+    the replay keeps near-greedy and near-random data whatever the schedule has reached."""
     continuous_noise: float = 0.3
     """Std of the Gaussian noise added (in [-1, 1] action units) when exploring with Box actions."""
     replay_max_trajectories: int = 5000
@@ -95,6 +101,11 @@ class TrainConfig:
             raise ConfigError("updates_per_iteration, total_steps and learning_starts must be >= 0")
         if not 0 <= self.eps_end <= 1 or not 0 <= self.eps_start <= 1:
             raise ConfigError("eps_start and eps_end must be in [0, 1]")
+        if self.collector_max_steps_per_s < 0:
+            raise ConfigError(
+                f"collector_max_steps_per_s must be >= 0 (0 = no cap), got "
+                f"{self.collector_max_steps_per_s}"
+            )
         if self.collector not in ("inline", "process"):
             raise ConfigError(f"collector must be 'inline' or 'process', got {self.collector!r}")
         if self.vector not in ("sync", "async"):

@@ -3,9 +3,11 @@
 - InlineExperience: the loop alternates acting and learning in one process (deterministic for a
   seed; what the tests use).
 - ProcessExperience: a separate process acts with its own copy of the network and writes finished
-  trials straight into the on-disk replay, while the learner keeps the other core busy. The
-  learner publishes weights into shared memory every iteration; the collector picks them up
-  between its steps. This is how `bench train` reaches its env-step and update rates on 2 cores.
+  trials straight into the on-disk replay, while the learner keeps the other core busy. Each
+  report to the learner carries the files it wrote, arrays included, so the learner indexes and
+  samples them without reading the disk. The learner publishes weights into shared memory every
+  iteration; the collector picks them up between its steps. This is how `bench train` reaches
+  its env-step and update rates on 2 cores.
 Both report (env steps so far, finished trials) to the loop; both stop cleanly and flush the
 trials in progress to the replay, so a stop loses no data.
 """
@@ -57,6 +59,7 @@ def _make_collector(
         replay,
         seed=seed,
         continuous_noise=cfg.continuous_noise,
+        randomize_epsilon=cfg.eps_randomize,
     )
 
 
@@ -129,16 +132,24 @@ def _collector_main(
     cfg = TrainConfig.from_dict(cfg_dict)
     network = build_network(cfg)
     version = weights.load_into(network)
-    replay = ReplayBuffer(Path(replay_dir), cfg.replay_max_trajectories, seed=cfg.seed + env_steps)
+    replay = ReplayBuffer(
+        Path(replay_dir), cfg.replay_max_trajectories, seed=cfg.seed + env_steps, keep_added=True
+    )
     experience = InlineExperience(cfg, network, replay, env_steps, "cpu")
+    rate, t0, steps0 = cfg.collector_max_steps_per_s, time.monotonic(), env_steps
     try:
         while not stop.is_set() and os.getppid() == parent_pid:
             trials = experience.collect()
-            out.put((experience.env_steps, trials))
+            out.put((experience.env_steps, trials, replay.take_added()))
             if weights.version.value != version:
                 version = weights.load_into(network)
+            if rate > 0:  # sleep off any lead over the cap
+                ahead = (experience.env_steps - steps0) / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
     finally:
         experience.close()
+        out.put((experience.env_steps, [], replay.take_added()))  # the trials it flushed
         out.put(None)
 
 
@@ -147,7 +158,7 @@ class ProcessExperience:
         self, cfg: TrainConfig, network: AgentNetwork, replay: ReplayBuffer, env_steps: int
     ) -> None:
         ctx = mp.get_context("spawn")
-        self.env_steps = env_steps
+        self.env_steps, self.replay = env_steps, replay
         self.weights = SharedWeights(network, ctx)
         self.queue: mp.Queue = ctx.Queue()
         self.stop = ctx.Event()
@@ -181,8 +192,14 @@ class ProcessExperience:
             block = False
             if msg is None:
                 raise RuntimeError("the collector process stopped unexpectedly")
-            self.env_steps, new = msg
-            trials += new
+            trials += self._receive(msg)
+
+    def _receive(self, msg: tuple[int, Trials, list]) -> Trials:
+        """One report: env steps so far, finished trials, and the replay files just written."""
+        self.env_steps, trials, added = msg
+        for path, traj, task in added:
+            self.replay.adopt(path, traj, task)
+        return trials
 
     def publish(self, network: AgentNetwork) -> None:
         self.weights.publish(network)
@@ -199,7 +216,7 @@ class ProcessExperience:
                 continue
             if msg is None:
                 break
-            self.env_steps = msg[0]
+            self._receive(msg)
         self.process.join(timeout=10)
         if self.process.is_alive():
             log.warning("collector process did not stop; terminating it")

@@ -255,8 +255,6 @@ def train(
             else:
                 trials = experience.collect()
             if time.monotonic() - t_housekeeping > 1.0:
-                if isinstance(experience, ProcessExperience):
-                    replay.refresh()  # the collector's new files
                 trim_heap()  # NOTE: else resident memory creeps up (polyskill/malloc.py)
                 t_housekeeping = time.monotonic()
             for task, ret in trials:

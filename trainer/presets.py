@@ -100,20 +100,30 @@ def scales() -> TrainConfig:
 
 
 def cartpole() -> TrainConfig:
+    # NOTE (bench train, 2026-11-25, docs/benchmarks.md "Third round"): acting in a collector
+    # process capped at 2,000 env steps/s leaves the learner ~5.5 updates/s with 128-wide heads.
+    # At ~350 env steps per update an epsilon annealed over 20k steps (gone in 10 s) made the
+    # actor collapse onto one action (eval 9.7 after 4 minutes): exploration is annealed over
+    # 2M steps from 1.0 and drawn per trial (AMAGO's schedule), and tau 0.01 lets the critic's
+    # values rise within the ~2,600 updates of an 8-minute run.
     return TrainConfig(
         tasks=[TaskSpec("cartpole", "CartPole-v1")],
         episodes_per_trial=1,
         num_envs=4,
+        collector="process",
+        collector_max_steps_per_s=2000.0,
         batch_size=24,
         steps_per_iteration=8,
         updates_per_iteration=1,
         learning_starts=1000,
-        eps_anneal_steps=20_000,
+        eps_start=1.0,
+        eps_anneal_steps=2_000_000,
+        eps_randomize=True,
         total_steps=1_000_000,
-        eval_every_steps=50_000,
+        eval_every_steps=200_000,
         eval_trials_per_task=8,
         checkpoint_every_steps=50_000,
-        optim=OptimConfig(lr=5e-4, warmup_updates=100),
+        optim=OptimConfig(lr=5e-4, warmup_updates=100, tau=0.01),
         network=NetworkConfig(
             d_model=128,
             num_layers=2,
@@ -122,6 +132,8 @@ def cartpole() -> TrainConfig:
             context_length=64,
             num_critics=4,
             num_bins=32,  # DESIGN: 32-64 for small tasks; the output layer is most of an update
+            encoder_hidden=128,
+            head_hidden=128,  # the trunk's width: the critic ensemble was 43 % of an update at 256
         ),
     )
 

@@ -13,7 +13,10 @@ crash never leaves a half file under a final name; leftover temp files are delet
 Normal trajectories live in `trajectories/traj_<counter>.npz` (zero-padded, increasing across
 restarts) and the oldest are deleted beyond `max_trajectories`; demos live in `demos/` and are
 never evicted (nor counted against `max_trajectories`). Sampling is uniform over all files, demos
-included. Single writer; `refresh()` picks up files that another process wrote or evicted.
+included. Single writer. A writer in another process (the collector process) hands each new
+file to the reading buffer with `adopt()`, arrays included, so the reader never rereads or
+rescans what it was told about; `refresh()` rescans the folders (on start, and when a sampled
+file is gone).
 Exercise it with: `.venv/bin/python -m pytest tests/unit/test_replay.py -q`.
 """
 
@@ -120,10 +123,13 @@ class ReplayBuffer:
         seed: int,
         cache_size: int | None = None,
         writer_elsewhere: bool = False,
+        keep_added: bool = False,
     ) -> None:
         """`writer_elsewhere`: another process adds the files (the collector process); this
-        buffer only reads, and never deletes that writer's temp files in progress. Construct it
-        before the writer starts: construction still clears a crashed run's leftovers."""
+        buffer only reads, and never deletes files (the writer evicts, and its temp files are
+        in progress). Construct it before the writer starts: construction still clears a
+        crashed run's leftovers. `keep_added`: the writer keeps what it adds for `take_added()`,
+        to be passed to the reader's `adopt()`."""
         if max_trajectories < 1:
             raise ValueError(f"max_trajectories must be >= 1, got {max_trajectories}")
         self.root = Path(root)
@@ -131,6 +137,8 @@ class ReplayBuffer:
         self.cache_size = max_trajectories if cache_size is None else cache_size
         self.rng = np.random.default_rng(seed)
         self.writer_elsewhere = writer_elsewhere
+        self.keep_added = keep_added
+        self._added: list[tuple[Path, Trajectory, str]] = []
         self._lock = threading.Lock()
         self._cache: OrderedDict[Path, tuple[Trajectory, str]] = OrderedDict()
         self._trajs: list[Path] = []  # oldest first
@@ -184,10 +192,12 @@ class ReplayBuffer:
             return int(data["rewards"].shape[0])
 
     def _evict(self) -> None:
+        """Drop the oldest trajectories beyond the cap; the writer also deletes their files."""
         with self._lock:
             while len(self._trajs) > self.max_trajectories:
                 oldest = self._trajs.pop(0)
-                oldest.unlink(missing_ok=True)
+                if not self.writer_elsewhere:
+                    oldest.unlink(missing_ok=True)
                 self._cache.pop(oldest, None)
                 self._lengths.pop(oldest, None)
 
@@ -209,8 +219,30 @@ class ReplayBuffer:
             (self._demos if demo else self._trajs).append(path)
             self._lengths[path] = length
             self._remember(path, traj, task)
+            if self.keep_added:
+                self._added.append((path, traj, task))
         self._evict()
         return path
+
+    def take_added(self) -> list[tuple[Path, Trajectory, str]]:
+        """What `add` stored since the last call (with `keep_added`), for a reader's `adopt`."""
+        with self._lock:
+            added, self._added = self._added, []
+        return added
+
+    def adopt(self, path: Path, traj: Trajectory, task: str) -> None:
+        """Index (and cache) a file another process has just written, evicting like the writer.
+
+        Files must be adopted in the writer's order; one seen by a rescan is not added twice."""
+        with self._lock:
+            demo = path.parent.name == DEMO_DIR
+            known = self._demos if demo else self._trajs
+            if path not in self._lengths:
+                known.append(path)
+                self._lengths[path] = len(traj["actions"])
+            self._remember(path, traj, task)
+            self._next_counter = max(self._next_counter, self._counter(path) + 1)
+        self._evict()
 
     def __len__(self) -> int:
         return len(self._trajs) + len(self._demos)

@@ -171,3 +171,25 @@ def test_sampling_is_seeded(tmp_path: Path) -> None:
     a = ReplayBuffer(tmp_path, max_trajectories=10, seed=3).sample(8, 4)
     b = ReplayBuffer(tmp_path, max_trajectories=10, seed=3).sample(8, 4)
     np.testing.assert_array_equal(a.obs["pos"], b.obs["pos"])
+
+
+def test_reader_adopts_the_writers_files_in_order_and_evicts_like_it(tmp_path: Path) -> None:
+    """The collector process hands each file it wrote to the learner's buffer: the learner's
+    index then equals the writer's without a rescan, and sampling needs no disk read."""
+    reader = ReplayBuffer(tmp_path, max_trajectories=3, seed=0, writer_elsewhere=True)
+    writer = ReplayBuffer(tmp_path, max_trajectories=3, seed=0, keep_added=True)
+    for i in range(5):
+        writer.add(make_traj(3 + i, ident=i), task=f"t{i}")
+    added = writer.take_added()
+    assert [p.name for p, _, _ in added] == [f"traj_{i:012d}.npz" for i in range(5)]
+    assert writer.take_added() == []
+    for path, traj, task in added:
+        reader.adopt(path, traj, task)
+    reader.adopt(*added[-1])  # seen twice (e.g. after a rescan): indexed once
+    assert reader.paths() == writer.paths() and len(reader) == 3
+    assert all(p.exists() for p in writer.paths())  # the reader evicted from its index only
+    for path in writer.paths():
+        path.unlink()  # sampling adopted trajectories reads them from memory
+    b = reader.sample(16, 4)
+    assert set(b.tasks) <= {"t2", "t3", "t4"} and b.token_mask.any()
+    assert reader.num_steps == 5 + 6 + 7
