@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         "env_steps": counters["env_steps"],
         "updates": counters["updates"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # the collector process (collector=process), once joined: the largest child's peak
+        "peak_rss_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "bare_vector_env_steps_per_s": bare_env_rate(),
         **measured,
         "ratio_to_target": {k: measured[k] / TARGETS[k] for k in TARGETS},
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, target in TARGETS.items():
         print(f"{k:22s} {measured[k]:10.1f} {target:8.1f} {measured[k] / target:6.2f}")
     print(f"{'peak_rss_mib':22s} {result['peak_rss_mib']:10.0f}")
+    print(f"{'peak_rss_children_mib':22s} {result['peak_rss_children_mib']:10.0f}")
     print(f"{'bare env steps/s':22s} {result['bare_vector_env_steps_per_s']:10.0f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

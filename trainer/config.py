@@ -110,6 +110,10 @@ class TrainConfig:
             raise ConfigError(f"collector must be 'inline' or 'process', got {self.collector!r}")
         if self.vector not in ("sync", "async"):
             raise ConfigError(f"vector must be 'sync' or 'async', got {self.vector!r}")
+        try:
+            self.optim.validate()
+        except ValueError as e:
+            raise ConfigError(f"optim: {e}") from None
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise ConfigError(f"task names must be unique, got {names}")

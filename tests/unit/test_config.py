@@ -35,6 +35,8 @@ def test_overrides_reach_nested_configs_and_round_trip() -> None:
         ("network.agent=dqn", "choose one of"),
         ("tasks=x", "tasks are chosen with --preset or --env"),
         ("lr", "expects key=value"),
+        ("optim.tau=0", "optim: need lr > 0 and 0 < tau <= 1"),
+        ("optim.lr_final_fraction=2", r"lr_final_fraction must be in \[0, 1\]"),
     ],
 )
 def test_bad_overrides_fail_with_a_clear_message(override: str, message: str) -> None:
