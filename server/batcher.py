@@ -81,7 +81,7 @@ class _Member:
             self.group.future.set_exception(error)
 
 
-@dataclass
+@dataclass(slots=True)
 class QueuedStep:
     model: LoadedModel
     plan: StepPlan
