@@ -60,6 +60,10 @@ class TrainConfig:
     continuous_noise: float = 0.3
     """Std of the Gaussian noise added (in [-1, 1] action units) when exploring with Box actions."""
     replay_max_trajectories: int = 5000
+    replay_weighting: Literal["trajectory", "length"] = "trajectory"
+    """How the learner picks trajectories for its windows: each equally likely, or in proportion
+    to their length (every stored step equally likely; the late steps of long episodes are not
+    drowned by many short exploratory ones)."""
     total_steps: int = 100_000
     """Env steps to train for (the run stops earlier on SIGINT/SIGTERM, with a checkpoint)."""
     max_seconds: float = 0.0
@@ -108,6 +112,10 @@ class TrainConfig:
             )
         if self.collector not in ("inline", "process"):
             raise ConfigError(f"collector must be 'inline' or 'process', got {self.collector!r}")
+        if self.replay_weighting not in ("trajectory", "length"):
+            raise ConfigError(
+                f"replay_weighting must be 'trajectory' or 'length', got {self.replay_weighting!r}"
+            )
         if self.vector not in ("sync", "async"):
             raise ConfigError(f"vector must be 'sync' or 'async', got {self.vector!r}")
         try:

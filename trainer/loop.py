@@ -193,6 +193,7 @@ def train(
         cfg.replay_max_trajectories,
         seed=cfg.seed + counters.updates,
         writer_elsewhere=cfg.collector == "process",
+        weighting=cfg.replay_weighting,
     )
     if cfg.collector == "process":
         experience = ProcessExperience(cfg, network, replay, counters.env_steps)

@@ -124,12 +124,18 @@ class ReplayBuffer:
         cache_size: int | None = None,
         writer_elsewhere: bool = False,
         keep_added: bool = False,
+        weighting: str = "trajectory",
     ) -> None:
         """`writer_elsewhere`: another process adds the files (the collector process); this
         buffer only reads, and never deletes files (the writer evicts, and its temp files are
         in progress). Construct it before the writer starts: construction still clears a
         crashed run's leftovers. `keep_added`: the writer keeps what it adds for `take_added()`,
-        to be passed to the reader's `adopt()`."""
+        to be passed to the reader's `adopt()`. `weighting`: how `sample` picks trajectories,
+        "trajectory" (each equally likely) or "length" (in proportion to their steps, so every
+        stored step is equally likely to be in a window)."""
+        if weighting not in ("trajectory", "length"):
+            raise ValueError(f"weighting must be 'trajectory' or 'length', got {weighting!r}")
+        self.weighting = weighting
         if max_trajectories < 1:
             raise ValueError(f"max_trajectories must be >= 1, got {max_trajectories}")
         self.root = Path(root)
@@ -271,23 +277,32 @@ class ReplayBuffer:
             return item
 
     # ---- sampling ----------------------------------------------------------------------------
-    def _sample_one(self) -> tuple[Trajectory, str]:
+    def _choose(self, n: int) -> list[Path]:
+        """n trajectory files, drawn with replacement as `weighting` says."""
+        paths = self.paths()
+        if not paths:
+            raise ValueError("cannot sample from an empty replay buffer")
+        if self.weighting == "length":
+            with self._lock:
+                steps = np.fromiter((self._lengths.get(p, 1) for p in paths), float, len(paths))
+            return [paths[i] for i in self.rng.choice(len(paths), size=n, p=steps / steps.sum())]
+        return [paths[int(self.rng.integers(len(paths)))] for _ in range(n)]
+
+    def _load(self, path: Path) -> tuple[Trajectory, str]:
         for _ in range(8):
-            paths = self.paths()
-            if not paths:
-                raise ValueError("cannot sample from an empty replay buffer")
-            path = paths[int(self.rng.integers(len(paths)))]
             try:
                 return self.get(path)
             except FileNotFoundError:  # evicted by another process since our last scan
                 self.refresh()
+                path = self._choose(1)[0]
         raise RuntimeError(f"replay files under {self.root} keep disappearing")
 
     def sample(self, batch_size: int, length: int) -> Batch:
-        """`batch_size` windows of `length` tokens, each from one uniformly chosen trajectory."""
+        """`batch_size` windows of `length` tokens, each from one trajectory chosen by
+        `weighting`."""
         if batch_size < 1 or length < 1:
             raise ValueError(f"batch_size and length must be >= 1, got {batch_size}, {length}")
-        items = [self._sample_one() for _ in range(batch_size)]
+        items = [self._load(path) for path in self._choose(batch_size)]
         first = items[0][0]
         b, n = batch_size, length
         fields = sorted(k for k in first if k.startswith(OBS_PREFIX))

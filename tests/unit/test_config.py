@@ -36,6 +36,7 @@ def test_overrides_reach_nested_configs_and_round_trip() -> None:
         ("tasks=x", "tasks are chosen with --preset or --env"),
         ("lr", "expects key=value"),
         ("optim.tau=0", "optim: need lr > 0 and 0 < tau <= 1"),
+        ("replay_weighting=recent", "choose one of"),
         ("optim.lr_final_fraction=2", r"lr_final_fraction must be in \[0, 1\]"),
     ],
 )

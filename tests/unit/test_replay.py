@@ -193,3 +193,19 @@ def test_reader_adopts_the_writers_files_in_order_and_evicts_like_it(tmp_path: P
     b = reader.sample(16, 4)
     assert set(b.tasks) <= {"t2", "t3", "t4"} and b.token_mask.any()
     assert reader.num_steps == 5 + 6 + 7
+
+
+@pytest.mark.parametrize(("weighting", "expected"), [("trajectory", 0.5), ("length", 0.98)])
+def test_weighting_picks_trajectories_per_trajectory_or_per_step(
+    tmp_path: Path, weighting: str, expected: float
+) -> None:
+    buf = ReplayBuffer(tmp_path, max_trajectories=10, seed=0, weighting=weighting)
+    buf.add(make_traj(2), "short")
+    buf.add(make_traj(98), "long")
+    tasks = [t for _ in range(100) for t in buf.sample(batch_size=20, length=8).tasks]
+    assert np.mean([t == "long" for t in tasks]) == pytest.approx(expected, abs=0.04)
+
+
+def test_unknown_weighting_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="weighting must be 'trajectory' or 'length'"):
+        ReplayBuffer(tmp_path, max_trajectories=10, seed=0, weighting="recent")
