@@ -22,8 +22,8 @@ class OptimConfig:
     """Linear learning-rate warm-up, then constant (or decayed, see lr_decay_updates)."""
     lr_decay_updates: int = 0
     """After warm-up, cosine-decay the learning rate to lr * lr_final_fraction over this many
-    updates and hold it there (0: no decay). Greedy policies stop flipping between evaluations
-    once steps get small."""
+    updates and hold it there (0: no decay). Small late steps keep a greedy policy from
+    flipping between evaluations (docs/benchmarks.md, fourth training round)."""
     lr_final_fraction: float = 0.1
     tau: float = 0.003
     """Polyak rate of the target actor and critics."""
