@@ -10,7 +10,10 @@ thread, because handing them to a thread costs two thread wake-ups and GIL hand-
 (measured ~0.2-0.4 ms at B=1 on the 2-core machines, a third of the step). Bigger passes run on one
 dedicated model thread, so the event loop keeps reading and answering streams while torch computes.
 Either way one pass runs at a time, and jobs from `run_sync` (re-encoding) run on the model thread
-in queue order between passes, so the cache is never written concurrently.
+in queue order between passes, so the cache is never written concurrently. NOTE: the GIL keeps the
+two threads from overlapping much on CPU (the server uses one core under load either way); running
+all passes inline (`inline_max_batch` = max_batch_size) measured 0-20 % faster, within the
+machine's noise, so the default stays (docs/benchmarks.md, serving, "Where the time goes").
 
 Waiting: a step never waits for company when the previous pass was small (B=1 latency stays bare);
 when load is high (the last pass was bigger than what is queued) the worker waits at most

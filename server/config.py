@@ -35,6 +35,9 @@ class ServerConfig:
     max_sessions: int = _f(
         256, "sessions held at once (KV-cache slots); more -> RESOURCE_EXHAUSTED")
     max_batch_size: int = _f(256, "most session steps in one batched forward pass")
+    inline_max_batch: int = _f(
+        16, "largest pass run on the event loop thread; bigger ones go to the model thread "
+        "(max_batch_size: all inline, 0-20 %% faster under load on 2 cores, docs/benchmarks.md)")
     max_wait_ms: float = _f(
         1.0, "longest a step waits for others to join its batch (only while load is high)")
     idle_timeout_s: float = _f(300.0, "a session idle this long expires and frees its slot")
@@ -62,6 +65,8 @@ class ServerConfig:
         need(0 <= self.port < 65536, f"port must be in [0, 65535], got {self.port}")
         need(self.max_sessions >= 1, f"max_sessions must be >= 1, got {self.max_sessions}")
         need(self.max_batch_size >= 1, f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        need(self.inline_max_batch >= 0,
+             f"inline_max_batch must be >= 0, got {self.inline_max_batch}")
         need(self.max_wait_ms >= 0, f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         need(self.idle_timeout_s > 0, f"idle_timeout_s must be > 0, got {self.idle_timeout_s}")
         need(self.step_timeout_s > 0, f"step_timeout_s must be > 0, got {self.step_timeout_s}")

@@ -33,10 +33,16 @@ def model(num_slots: int) -> LoadedModel:
     return LoadedModel("m", 1, TorchBackend(net, num_slots))
 
 
-async def run_sessions(num: int, steps: int, together: bool, bad_at: int | None = None):
+async def run_sessions(num: int, steps: int, together: bool, bad_at: int | None = None,
+                       inline_max_batch: int = 16, threads: set[str] | None = None):
     m = model(num)
+    if threads is not None:  # record where passes run
+        step = m.backend.step
+        m.backend.step = lambda inputs: (threads.add(threading.current_thread().name),
+                                         step(inputs))[1]
     sizes: list[int] = []
-    batcher = Batcher(max_batch_size=64, max_wait_ms=5.0, on_batch=lambda n, s: sizes.append(n))
+    batcher = Batcher(max_batch_size=64, max_wait_ms=5.0, on_batch=lambda n, s: sizes.append(n),
+                      inline_max_batch=inline_max_batch)
     batcher.start()
     table = SessionTable(num, 60.0, 8)
     sids = [table.open(1, m.backend.zero_action(), deterministic=False, seed=i + 1).session_id
@@ -73,6 +79,15 @@ def test_batched_and_unbatched_actions_are_identical() -> None:
     single, single_sizes = asyncio.run(run_sessions(6, 10, together=False))
     assert list(batched.values()) == list(single.values())
     assert max(sizes) == 6 and set(single_sizes) == {1}
+
+
+def test_big_passes_run_on_the_model_thread_unless_inline_max_batch_allows_them() -> None:
+    on_thread: set[str] = set()
+    inline: set[str] = set()
+    a, sizes = asyncio.run(run_sessions(20, 4, together=True, threads=on_thread))
+    b, _ = asyncio.run(run_sessions(20, 4, together=True, inline_max_batch=64, threads=inline))
+    assert max(sizes) == 20 and list(a.values()) == list(b.values())
+    assert on_thread == {"polyskill-model_0"} and inline == {"MainThread"}
 
 
 def test_a_step_that_breaks_its_batch_fails_alone() -> None:
@@ -207,3 +222,11 @@ def test_submit_many_fails_as_a_whole_and_the_batcher_keeps_going() -> None:
         return len(actions)
 
     assert asyncio.run(go()) == 4
+
+
+def test_inline_max_batch_comes_from_the_environment_and_is_checked() -> None:
+    from polyskill.server.config import ServerConfig
+
+    assert ServerConfig.from_env({"POLYSKILL_INLINE_MAX_BATCH": "256"}).inline_max_batch == 256
+    with pytest.raises(ValueError, match="inline_max_batch must be >= 0, got -1"):
+        ServerConfig.from_env({"POLYSKILL_INLINE_MAX_BATCH": "-1"})
