@@ -22,6 +22,7 @@ from polyskill.agent.config import NetworkConfig
 from .envs.multitask import TaskSpec
 from .learner import OptimConfig
 from .losses import LossConfig
+from .replay import Weighting
 
 
 class ConfigError(ValueError):
@@ -60,7 +61,7 @@ class TrainConfig:
     continuous_noise: float = 0.3
     """Std of the Gaussian noise added (in [-1, 1] action units) when exploring with Box actions."""
     replay_max_trajectories: int = 5000
-    replay_weighting: Literal["trajectory", "length"] = "trajectory"
+    replay_weighting: Weighting = "trajectory"
     """How the learner picks trajectories for its windows: each equally likely, or in proportion
     to their length (every stored step equally likely; the late steps of long episodes are not
     drowned by many short exploratory ones)."""
@@ -112,7 +113,7 @@ class TrainConfig:
             )
         if self.collector not in ("inline", "process"):
             raise ConfigError(f"collector must be 'inline' or 'process', got {self.collector!r}")
-        if self.replay_weighting not in ("trajectory", "length"):
+        if self.replay_weighting not in typing.get_args(Weighting):
             raise ConfigError(
                 f"replay_weighting must be 'trajectory' or 'length', got {self.replay_weighting!r}"
             )

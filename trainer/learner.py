@@ -51,6 +51,8 @@ class Learner:
         self.network, self.optim_cfg, self.loss_cfg = network, optim, loss
         params = [p for p in network.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        # NOTE: a plain function (LambdaLR saves no state for those): the schedule comes from
+        # the config, so a checkpoint resumes it from the step count alone.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda n: optim.lr_factor(n)
         )

@@ -29,8 +29,12 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
+
+Weighting = Literal["trajectory", "length"]
+"""How `sample` picks trajectories: each equally likely, or in proportion to their steps."""
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +128,7 @@ class ReplayBuffer:
         cache_size: int | None = None,
         writer_elsewhere: bool = False,
         keep_added: bool = False,
-        weighting: str = "trajectory",
+        weighting: Weighting = "trajectory",
     ) -> None:
         """`writer_elsewhere`: another process adds the files (the collector process); this
         buffer only reads, and never deletes files (the writer evicts, and its temp files are
@@ -133,7 +137,7 @@ class ReplayBuffer:
         to be passed to the reader's `adopt()`. `weighting`: how `sample` picks trajectories,
         "trajectory" (each equally likely) or "length" (in proportion to their steps, so every
         stored step is equally likely to be in a window)."""
-        if weighting not in ("trajectory", "length"):
+        if weighting not in get_args(Weighting):
             raise ValueError(f"weighting must be 'trajectory' or 'length', got {weighting!r}")
         self.weighting = weighting
         if max_trajectories < 1:

@@ -36,10 +36,14 @@ def model(num_slots: int) -> LoadedModel:
 async def run_sessions(num: int, steps: int, together: bool, bad_at: int | None = None,
                        inline_max_batch: int = 16, threads: set[str] | None = None):
     m = model(num)
-    if threads is not None:  # record where passes run
+    if threads is not None:  # record the thread each pass runs on
         step = m.backend.step
-        m.backend.step = lambda inputs: (threads.add(threading.current_thread().name),
-                                         step(inputs))[1]
+
+        def recording_step(inputs):
+            threads.add(threading.current_thread().name)
+            return step(inputs)
+
+        m.backend.step = recording_step
     sizes: list[int] = []
     batcher = Batcher(max_batch_size=64, max_wait_ms=5.0, on_batch=lambda n, s: sizes.append(n),
                       inline_max_batch=inline_max_batch)
