@@ -18,6 +18,7 @@ Slots = torch.Tensor | slice
 
 def as_slots(slot_ids: Slots | None, batch: int) -> Slots:
     """Consecutive ascending ids (and None: slots 0..B-1) become a slice, so no copy is made.
+    A slice (possibly with a step: `policy._slots`) reads the cache as a view.
 
     A slice is passed through (callers holding numpy ids can decide without four torch ops).
     """
@@ -74,7 +75,8 @@ class KVCache:
             self.v[layer, slots, :, ring] = v
 
     def read(self, layer: int, slots: Slots) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, H, W, hd) keys and values: a view for a slice of slots, a gathered copy otherwise."""
+        """(B, H, W, hd) keys and values: a view for a slice of slots (any step), a gathered copy
+        otherwise."""
         if isinstance(slots, slice):
             return self.k[layer, slots], self.v[layer, slots]
         # NOTE: index_select, not k[layer, ids]: the same copy, 5x faster on CPU (0.12 vs 0.59 ms

@@ -84,11 +84,17 @@ def to_tensors(inputs: StepInputs, device: torch.device) -> dict[str, torch.Tens
 
 
 def _slots(slot_ids: np.ndarray, device: torch.device) -> Slots:
-    """Consecutive ascending ids -> a slice (the cache is read as a view), decided in numpy."""
+    """Evenly spaced ascending ids (consecutive, or every k-th: sessions dealt round-robin to k
+    simulator workers) -> a slice, so the cache is read as a strided view instead of gathered
+    (gathering 128 of 256 slots made a pass ~30 % slower); decided in numpy."""
     ids = np.asarray(slot_ids)
-    if len(ids) and (len(ids) == 1 or bool((np.diff(ids) == 1).all())):
-        first = int(ids[0])
-        return slice(first, first + len(ids))
+    if len(ids) == 1:
+        return slice(int(ids[0]), int(ids[0]) + 1)
+    if len(ids):
+        gaps = np.diff(ids)
+        step = int(gaps[0])
+        if step >= 1 and bool((gaps == step).all()):
+            return slice(int(ids[0]), int(ids[-1]) + 1, step)
     return torch.as_tensor(ids, device=device)
 
 

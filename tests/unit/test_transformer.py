@@ -51,3 +51,25 @@ def test_context_starting_mid_trial_matches() -> None:
         [model.step(x[:, t], positions[:, t], cache, None, starts) for t in range(10)], 1
     )
     torch.testing.assert_close(stepped, full, atol=1e-5, rtol=0)
+
+
+def test_evenly_spaced_slots_step_as_a_strided_view() -> None:
+    """Slots dealt round-robin (1, 3, 5) are stepped through a strided slice of the cache (no
+    gather): same outputs as the full forward, window slide included, other slots untouched."""
+    import numpy as np
+
+    from polyskill.agent.policy import _slots
+
+    assert _slots(np.array([1, 3, 5]), torch.device("cpu")) == slice(1, 6, 2)
+    assert _slots(np.array([4]), torch.device("cpu")) == slice(4, 5)
+    assert isinstance(_slots(np.array([0, 2, 5]), torch.device("cpu")), torch.Tensor)
+    assert isinstance(_slots(np.array([3, 1]), torch.device("cpu")), torch.Tensor)
+    model = make(window=4)
+    cache = model.make_cache(num_slots=7)
+    before = cache.k[:, [0, 2, 4, 6]].clone()
+    x = torch.randn(3, 9, 32)
+    positions = torch.arange(9).expand(3, 9)
+    stepped = torch.stack([model.step(x[:, t], positions[:, t], cache, slice(1, 6, 2))
+                           for t in range(9)], 1)
+    torch.testing.assert_close(stepped, model(x, positions), atol=1e-5, rtol=0)
+    torch.testing.assert_close(cache.k[:, [0, 2, 4, 6]], before)
