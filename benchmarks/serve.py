@@ -54,9 +54,17 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def _cpu_of(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
+    """User + system CPU seconds of a process and its live children (a --model-process worker)
+    (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                total += _cpu_of(int(child))
+            except FileNotFoundError:  # exited meanwhile
+                pass
+    return total
 
 
 # ---- processes ----------------------------------------------------------------------------------
@@ -334,6 +342,12 @@ def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, ob
         tput[f"{kind}_act_batch"] = throughput(servers[kind].address, servers[kind].p.pid,
                                                sessions, secs, batch_streams=BATCH_STREAMS)
         servers[kind].stop()
+    worker = Proc(["polyskill.server.app", "--checkpoint", ckpt, "--port", "0",
+                   "--model-process"], env)
+    tput["torch_model_process"] = throughput(worker.address, worker.p.pid, sessions, secs)
+    tput["torch_model_process_act_batch"] = throughput(
+        worker.address, worker.p.pid, sessions, secs, batch_streams=BATCH_STREAMS)
+    worker.stop()
     unb = Proc(["polyskill.server.app", "--checkpoint", ckpt, "--port", "0",
                 "--max-batch-size", "1"], env)
     tput["torch_unbatched"] = throughput(unb.address, unb.p.pid, sessions, secs)
@@ -378,6 +392,10 @@ def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, ob
             "throughput_vs_echo": tput[kind]["steps_s"] / tput["echo"]["steps_s"],
             "b1_vs_bare_step_after_idle_gap": float(np.median(per_round["b1_idle"])),
         }
+        if kind == "torch":  # not targets: the same two loads with --model-process
+            for load in ("", "_act_batch"):
+                ratios[kind][f"model_process{load}_throughput_vs_bare"] = (
+                    tput[f"torch_model_process{load}"]["steps_s"] / (sessions / bare256))
     out["ratios_by_backend"] = ratios
     out["ratios"] = ratios["torch"]  # the summary table's row (the default backend)
     return out
@@ -400,6 +418,8 @@ BASELINES = {
                  f"every session of a group per request, {BATCH_STREAMS} concurrent streams "
                  "of 128 sessions: a vectorised simulator with two workers)",
     "throughput_vs_unbatched": "served steps/s / the torch server with max_batch_size 1",
+    "model_process": "the torch server with --model-process (the model in a worker process); "
+                     "its CPU is counted in the server's",
     "bare_step_after_idle_gap": "bare_step with a sleep of the echo p50 before each step "
                                 "(diagnostic for (4): a served B=1 step runs on a CPU that "
                                 "idled while the answer and next request crossed the network)",
@@ -478,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':14s} (3) with ActBatch: "
                   f"{ratios['act_batch_throughput_vs_bare']:.2f} of bare (target 0.7), "
                   f"{ratios['act_batch_throughput_vs_unbatched']:.1f}x unbatched (target 10)")
+            if "model_process_act_batch_throughput_vs_bare" in ratios:
+                print(f"{'':14s} (3) with --model-process: streams "
+                      f"{ratios['model_process_throughput_vs_bare']:.2f}, ActBatch "
+                      f"{ratios['model_process_act_batch_throughput_vs_bare']:.2f} of bare")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

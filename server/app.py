@@ -49,9 +49,12 @@ def load_models(config: ServerConfig) -> ModelStore:
     """The model store for `config`: a local checkpoint, or a registry URI (loaded now if the
     registry answers; otherwise the follower keeps trying while steps get UNAVAILABLE)."""
     if config.checkpoint:
-        store = ModelStore(source=CheckpointSource(config.checkpoint, backend=config.backend))
+        store = ModelStore(source=CheckpointSource(
+            config.checkpoint, backend=config.backend, process=config.model_process,
+            threads=config.torch_threads))
     elif config.model:
-        store = ModelStore(source=source_from_uri(config.model, config.backend))
+        store = ModelStore(source=source_from_uri(
+            config.model, config.backend, config.model_process, config.torch_threads))
     else:
         log.warning("no --checkpoint or --model given: steps will fail with UNAVAILABLE")
         return ModelStore()

@@ -272,6 +272,8 @@ class Batcher:
             group = [steps[i] for i in indices]
             try:
                 results = _forward(group)
+            except Unavailable as e:  # the model itself is gone (a dead worker): no retries
+                results = [e] * len(group)
             except Exception:
                 if len(group) == 1:
                     log.exception("model step failed", extra={"session": group[0].plan.session_id})

@@ -38,6 +38,9 @@ class ServerConfig:
     inline_max_batch: int = _f(
         16, "largest pass run on the event loop thread; bigger ones go to the model thread "
         "(max_batch_size: all inline, 0-20 %% faster under load on 2 cores, docs/benchmarks.md)")
+    model_process: bool = _f(
+        False, "run each model version in its own worker process, so request handling and the "
+        "forward pass use two cores (the GIL keeps one process on one); +1 pipe round trip/pass")
     max_wait_ms: float = _f(
         1.0, "longest a step waits for others to join its batch (only while load is high)")
     idle_timeout_s: float = _f(300.0, "a session idle this long expires and frees its slot")

@@ -143,6 +143,7 @@ class Engine:
             if task is not None:
                 task.cancel()
         await self.batcher.stop()
+        self.models.close()  # worker processes of --model-process stop with the server
 
     async def _reap(self) -> None:
         period = min(1.0, self.config.idle_timeout_s / 4)

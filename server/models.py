@@ -51,8 +51,15 @@ class ModelSource(Protocol):
         ...
 
 
-def load_backend(kind: str, path: str | Path, num_slots: int, device: str) -> Backend:
-    """A backend (`torch` or `onnx`) for a checkpoint folder, warmed up with one step."""
+def load_backend(kind: str, path: str | Path, num_slots: int, device: str, *,
+                 process: bool = False, threads: int = 1) -> Backend:
+    """A backend (`torch` or `onnx`) for a checkpoint folder, warmed up with one step; with
+    `process`, run in its own worker process with `threads` intra-op threads
+    (backends/process.py)."""
+    if process:
+        from .backends.process import ProcessBackend
+
+        return ProcessBackend(kind, path, num_slots, device, threads)
     if kind == "onnx":
         from .backends.onnx import OnnxBackend
 
@@ -125,9 +132,17 @@ class ModelStore:
         return [v for v in self.versions if v not in aliased and v not in in_use]
 
     def remove(self, version: int) -> LoadedModel:
-        """Unload a version (callers check no session uses it); its aliases are dropped."""
+        """Unload a version (callers check no session uses it); its aliases are dropped and its
+        backend closed (a worker process stops; in-flight steps of it fail)."""
         self._aliases = {a: v for a, v in self._aliases.items() if v != version}
-        return self._versions.pop(version)
+        model = self._versions.pop(version)
+        model.backend.close()
+        return model
+
+    def close(self) -> None:
+        """Close every loaded backend (server shutdown)."""
+        for model in self._versions.values():
+            model.backend.close()
 
     def aliases_of(self, version: int) -> list[str]:
         return sorted(a for a, v in self._aliases.items() if v == version)
@@ -172,10 +187,11 @@ class CheckpointSource:
     follow = False
 
     def __init__(self, path: str | Path, aliases: tuple[str, ...] = (DEFAULT_ALIAS,),
-                 backend: str = "torch") -> None:
+                 backend: str = "torch", process: bool = False, threads: int = 1) -> None:
         self.path = Path(path)
         self.aliases = aliases
         self.backend = backend
+        self.process, self.threads = process, threads  # see load_backend
         self._loaded = False
 
     def poll(self, num_slots: int, device: str, loaded: Collection[int] = ()
@@ -185,7 +201,8 @@ class CheckpointSource:
         meta = read_meta(self.path)
         version = int(meta.get("version", 1))
         name = str(meta.get("name") or _checkpoint_name(self.path))
-        backend = load_backend(self.backend, self.path, num_slots, device)
+        backend = load_backend(self.backend, self.path, num_slots, device,
+                               process=self.process, threads=self.threads)
         model = LoadedModel(name, version, backend, meta, str(self.path))
         self._loaded = True
         return [model], {a: version for a in self.aliases}
@@ -199,8 +216,9 @@ def _checkpoint_name(path: Path) -> str:
     return path.name
 
 
-def source_from_uri(model_uri: str, backend: str = "torch") -> ModelSource:
+def source_from_uri(model_uri: str, backend: str = "torch", process: bool = False,
+                    threads: int = 1) -> ModelSource:
     """`models:/NAME@ALIAS` (followed) or `models:/NAME/VERSION` (fixed) in the MLflow registry."""
     from .registry_source import RegistrySource
 
-    return RegistrySource(model_uri, backend)
+    return RegistrySource(model_uri, backend, process=process, threads=threads)

@@ -39,11 +39,13 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, int | None]:
 
 class RegistrySource:
     def __init__(self, uri: str, backend: str = "torch", tracking_uri: str | None = None,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, process: bool = False,
+                 threads: int = 1) -> None:
         self.name, self.alias, self.version = parse_model_uri(uri)
         self.uri = uri
         self.follow = self.alias is not None
         self.backend = backend
+        self.process, self.threads = process, threads  # see models.load_backend
         self.tracking_uri = tracking_uri
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="polyskill-models-"))
         self._registry = None
@@ -84,7 +86,8 @@ class RegistrySource:
         shutil.rmtree(target, ignore_errors=True)
         local = self._reg().download(version, target)
         meta = read_meta(local)  # fails clearly if the version is not a Polyskill checkpoint
-        backend = load_backend(self.backend, local, num_slots, device)
+        backend = load_backend(self.backend, local, num_slots, device, process=self.process,
+                               threads=self.threads)
         meta = {**meta, "registry_tags": self._reg().get(version).tags}
         log.info("loaded model version", extra={"model": self.name, "model_version": version,
                                                  "backend": backend.name})

@@ -60,6 +60,9 @@ class Backend(ABC):
     def step(self, inputs: StepInputs) -> ActionParams:
         """One token for each of B slots (`inputs.slot_ids`); writes the cache in place."""
 
+    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Release what the backend holds outside this process (a worker process); default none."""
+
     def zero_action(self) -> np.ndarray:
         """The 'previous action' of a session's first step."""
         if self.action_spec.kind == "discrete":

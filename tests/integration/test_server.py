@@ -90,15 +90,19 @@ def local_trial(ckpt: str, env_id: str, deterministic: bool, seed: int, episodes
     return out
 
 
-@pytest.mark.parametrize("env_id, name", [("CartPole-v1", "cartpole"), ("Pendulum-v1", "pendulum")])
-def test_parity_with_local_policy_over_a_multi_episode_trial(ckpts, env_id: str, name: str) -> None:
+@pytest.mark.parametrize("env_id, name, process", [
+    ("CartPole-v1", "cartpole", False), ("Pendulum-v1", "pendulum", False),
+    ("Pendulum-v1", "pendulum", True)])
+def test_parity_with_local_policy_over_a_multi_episode_trial(ckpts, env_id: str, name: str,
+                                                             process: bool) -> None:
     """Served actions equal the in-process policy's, step by step, with sessions batched together:
-    deterministic and seeded-sampling sessions run at once from 4 threads."""
+    deterministic and seeded-sampling sessions run at once from 4 threads (`process`: the model
+    in its own worker process, --model-process)."""
     ckpt = ckpts[name]
     trials = {(det, seed): local_trial(ckpt, env_id, det, seed, episodes=3, cap=30)
               for det, seed in [(True, 1), (True, 2), (False, 3), (False, 4)]}
     served: dict = {}
-    with ServerThread(ServerConfig(checkpoint=ckpt, port=0)) as srv:
+    with ServerThread(ServerConfig(checkpoint=ckpt, port=0, model_process=process)) as srv:
         channel, client = stub(srv.address)
 
         def run(key: tuple[bool, int]) -> None:
