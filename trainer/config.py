@@ -119,10 +119,11 @@ class TrainConfig:
             )
         if self.vector not in ("sync", "async"):
             raise ConfigError(f"vector must be 'sync' or 'async', got {self.vector!r}")
-        try:
-            self.optim.validate()
-        except ValueError as e:
-            raise ConfigError(f"optim: {e}") from None
+        for name, part in (("optim", self.optim), ("loss", self.loss)):
+            try:
+                part.validate()
+            except ValueError as e:
+                raise ConfigError(f"{name}: {e}") from None
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise ConfigError(f"task names must be unique, got {names}")

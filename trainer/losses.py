@@ -9,7 +9,8 @@ baseline: critic = MSE on PopArt-normalised targets; actor = maximise the normal
 
 V(s): exact over all actions for discrete policies (the critic scores every action in one pass);
 the mean over K sampled actions for continuous ones. TD targets: the target actor's action at s'
-(expected for discrete, sampled for continuous), scored by 2 random target critics (mean).
+(expected for discrete, sampled for continuous), scored by 2 random target critics (mean);
+one-step by default, n-step within the window with `LossConfig.n_step`.
 Both: one joint loss actor + critic_coef * critic. The actor term treats Q as a constant (no
 gradient reaches the critic from it); the shared sequence model is trained by both. Padded steps
 (action_mask False) contribute nothing.
@@ -38,6 +39,18 @@ class LossConfig:
     """K: policy samples that estimate V(s) for continuous actions (discrete: exact)."""
     baseline_bc_coef: float = 0.1
     """Weight of the filtered-BC term in the baseline actor loss."""
+    n_step: int = 1
+    """TD targets over up to n steps of the window: r_t + g r_t+1 + ... + g^n Q(s_t+n), cut at an
+    episode's termination and at the window's end. 1 is DESIGN.md's one-step target. Larger n
+    carries a return back n steps per update (short runs learn long horizons sooner) at the cost
+    of a bias towards the behaviour policy's (exploring) actions."""
+
+    def validate(self) -> None:
+        if self.n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {self.n_step}")
+        if self.critic_coef < 0 or self.reward_multiplier <= 0 or self.num_actor_samples < 1:
+            raise ValueError("critic_coef must be >= 0, reward_multiplier > 0, "
+                             "num_actor_samples >= 1")
 
 
 def step_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -75,9 +88,11 @@ def _td_target(
     h_next: torch.Tensor,
     rewards: torch.Tensor,
     terminated: torch.Tensor,
+    has_next: torch.Tensor,
     cfg: LossConfig,
 ) -> torch.Tensor:
-    """r + gamma (1 - done) Q_target(s', a'); (B, T) rewards -> (B, T, G) raw-scale targets."""
+    """r + gamma (1 - done) Q_target(s', a') (n-step: `_n_step`); (B, T) rewards, terminated and
+    has_next (transition t exists: the action mask) -> (B, T, G) raw-scale targets."""
     pick = torch.randperm(net.cfg.num_critics, device=h_next.device)[:2]
     dist = net.target_actor(h_next)  # batch (B, T, G)
     if isinstance(dist, Categorical):
@@ -87,7 +102,21 @@ def _td_target(
         a_next = net.action_input(dist.sample())  # (B, T, G, A)
         q_next = net.critic_values(net.target_critics(h_next, a_next, pick)).mean(0)  # (B, T, G)
     not_done = 1.0 - terminated.float()[..., None]
-    return cfg.reward_multiplier * rewards[..., None] + net.gammas * not_done * q_next
+    reward = cfg.reward_multiplier * rewards[..., None]  # (B, T, 1)
+    one_step = reward + net.gammas * not_done * q_next  # (B, T, G)
+    return _n_step(one_step, reward, not_done * net.gammas, has_next, cfg.n_step)
+
+
+def _n_step(one_step: torch.Tensor, reward: torch.Tensor, discount: torch.Tensor,
+            has_next: torch.Tensor, n: int) -> torch.Tensor:
+    """G^m_t = r_t + discount_t G^(m-1)_t+1 where transition t+1 is in the window, else the
+    one-step target G^1_t; returns G^n (B, T, G). discount_t = gamma (1 - terminated_t)."""
+    target = one_step
+    follow = has_next[:, 1:, None]  # (B, T-1, 1): transition t+1 exists
+    for _ in range(n - 1):
+        longer = reward[:, :-1] + discount[:, :-1] * target[:, 1:]  # (B, T-1, G)
+        target = torch.cat([torch.where(follow, longer, one_step[:, :-1]), one_step[:, -1:]], 1)
+    return target
 
 
 def _frozen_critics(net: AgentNetwork, h: torch.Tensor, action_input: torch.Tensor) -> torch.Tensor:
@@ -105,7 +134,7 @@ def compute_loss(
     a_t, mask = b.actions[:, :-1], b.action_mask[:, :-1]  # (B, T[, A]), (B, T)
     G, discrete = len(net.cfg.gammas), net.action_spec.kind == "discrete"
     with torch.no_grad():
-        target = _td_target(net, h_next, b.rewards[:, :-1], b.terminated[:, :-1], cfg)
+        target = _td_target(net, h_next, b.rewards[:, :-1], b.terminated[:, :-1], mask, cfg)
     dist = net.actor(h_t)  # batch (B, T, G)
     logp = dist.log_prob(_per_gamma(a_t, G, discrete))  # (B, T, G)
 

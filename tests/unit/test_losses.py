@@ -9,7 +9,7 @@ from polyskill.agent.config import NetworkConfig
 from polyskill.agent.network import AgentNetwork
 from polyskill.agent.spaces import action_spec_from_space, obs_spec_from_space
 from polyskill.trainer.batch import TensorBatch
-from polyskill.trainer.losses import LossConfig, compute_loss, filtered_bc_loss
+from polyskill.trainer.losses import LossConfig, _n_step, compute_loss, filtered_bc_loss
 
 
 def tiny_net(agent: str, action_space: gym.Space) -> AgentNetwork:
@@ -68,11 +68,12 @@ def test_filter_actor_loss_is_unchanged_when_rewards_and_values_scale_by_1000() 
 
 @pytest.mark.parametrize("agent", ["amago2", "baseline"])
 @pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.Box(-2, 2, (2,), np.float32)])
-def test_padded_steps_contribute_nothing(agent: str, space: gym.Space) -> None:
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_padded_steps_contribute_nothing(agent: str, space: gym.Space, n_step: int) -> None:
     net = tiny_net(agent, space)
     batch = random_batch(net)
     torch.manual_seed(5)
-    loss, _ = compute_loss(net, batch, LossConfig())
+    loss, _ = compute_loss(net, batch, LossConfig(n_step=n_step))
     grads = torch.autograd.grad(
         loss, [p for p in net.parameters() if p.requires_grad], allow_unused=True
     )
@@ -83,7 +84,7 @@ def test_padded_steps_contribute_nothing(agent: str, space: gym.Space) -> None:
     batch.prev_rewards[pad] = 1e4
     net2 = tiny_net(agent, space)
     torch.manual_seed(5)
-    loss2, _ = compute_loss(net2, batch, LossConfig())
+    loss2, _ = compute_loss(net2, batch, LossConfig(n_step=n_step))
     grads2 = torch.autograd.grad(
         loss2, [p for p in net2.parameters() if p.requires_grad], allow_unused=True
     )
@@ -104,3 +105,16 @@ def test_amago2_critic_loss_scale_is_comparable_across_reward_scales() -> None:
     torch.manual_seed(0)
     _, big = compute_loss(net, batch, LossConfig())
     assert big["losses/critic"] < 5 * small["losses/critic"]
+
+
+def test_n_step_targets_stop_at_termination_and_at_the_window_end() -> None:
+    """r = 1, 2, 3, 4; Q(s_t+1) = 10, 20, 30, 40; gamma 0.5; the episode terminates after t = 1."""
+    reward = torch.tensor([1.0, 2, 3, 4])[None, :, None]  # (B=1, T=4, 1)
+    discount = 0.5 * torch.tensor([1.0, 0, 1, 1])[None, :, None]  # gamma (1 - terminated)
+    one_step = reward + discount * torch.tensor([10.0, 20, 30, 40])[None, :, None]  # 6 2 18 24
+    has_next = torch.ones(1, 4, dtype=torch.bool)
+    assert _n_step(one_step, reward, discount, has_next, 1).flatten().tolist() == [6, 2, 18, 24]
+    # t=0: 1 + 0.5 * 2 (the episode ends after t=1); t=2: 3 + 0.5 * 24; t=3: the window ends
+    assert _n_step(one_step, reward, discount, has_next, 3).flatten().tolist() == [2, 2, 15, 24]
+    has_next[0, 3] = False  # step 3 is padding: t=2 keeps its one-step target
+    assert _n_step(one_step, reward, discount, has_next, 3).flatten().tolist() == [2, 2, 18, 24]
