@@ -63,7 +63,11 @@ class ProcessBackend(Backend):
             self.close()
             raise ModelWorkerDied(f"model worker for {path} did not start within "
                                   f"{STARTUP_TIMEOUT_S:g} s")
-        info = self._receive()
+        try:
+            info = self._receive()
+        except BaseException:
+            self.close()  # the child has exited (load error) or is stuck: reap it
+            raise
         super().__init__(info["obs_spec"], info["action_spec"], info["context_length"])
         self.name = f"{info['name']}-process"
         self._num_slots, self._cache_bytes = info["num_slots"], info["cache_bytes"]
