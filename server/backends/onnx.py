@@ -86,7 +86,7 @@ class OnnxBackend(Backend):
         self._kv_shape = (L, H, hd)
         self._bound_batch, self._views, self._np_views = 0, {}, {}
         # NOTE: on CPU the pool and outputs are also used as numpy views: numpy indexing is ~10 us
-        # cheaper per cache write than torch's, and the B=1 step is ~0.28 ms in all.
+        # cheaper per cache write than torch's (B=1 step at a 512 window: 0.289 -> 0.244 ms).
         self._pool_np = ((self.cache.k.numpy(), self.cache.v.numpy())
                          if self._device == "cpu" else None)
 
