@@ -10,6 +10,13 @@ lives in its own run directory and resumes, so a study longer than one sitting i
 (`--max-minutes` stops the current run with a checkpoint; run the same command again). The report
 (JSON, a markdown table and a PNG) only ever shows what was reached: runs still short of the budget
 are marked partial, never extrapolated.
+
+Scores come from one final evaluation of each run's last checkpoint with `--eval-trials` trials
+(256 by default; the 8-32 of a training run's periodic evaluation are too few for a bandit), on the
+same task samples for every run (one evaluation seed), cached in the run directory. Chance level is
+measured too (uniformly random actions, discrete tasks), and each task is normalised two ways:
+score / reference, and (score - chance) / (reference - chance). The second is the one to read
+where chance is far from zero (a 5-arm bandit pays 2.56 per trial at random, 3.6 when learned).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 import torch
 
 AGENTS = ("amago2", "baseline")
+EVAL_SEED = 12345  # every run is scored on the same task samples
 
 
 @dataclass
@@ -62,7 +70,7 @@ def _config(
     return cfg
 
 
-def _run(cfg, run_dir: Path, label: str, deadline: float) -> RunResult:
+def _run(cfg, run_dir: Path, label: str, deadline: float, eval_trials: int) -> RunResult:
     from polyskill.trainer.loop import RunDir, train
 
     latest = RunDir(run_dir).latest_checkpoint()
@@ -74,9 +82,36 @@ def _run(cfg, run_dir: Path, label: str, deadline: float) -> RunResult:
         latest = RunDir(run_dir).latest_checkpoint()
     if latest is None:
         return RunResult(label, 0, cfg.total_steps, {})
-    meta = json.loads((latest / "model.json").read_text())
-    counters = json.loads((latest / "counters.json").read_text())
-    return RunResult(label, counters["env_steps"], cfg.total_steps, meta.get("eval", {}))
+    env_steps = json.loads((latest / "counters.json").read_text())["env_steps"]
+    return RunResult(label, env_steps, cfg.total_steps, _final_eval(cfg, latest, eval_trials))
+
+
+def _final_eval(cfg, checkpoint: Path, trials: int, epsilon: float = 0.0) -> dict[str, float]:
+    """Evaluate a checkpoint on `trials` trials per task, cached next to it (reruns are free)."""
+    from polyskill.agent.checkpoint import load_network
+    from polyskill.trainer.evaluate import evaluate
+
+    cache = checkpoint / f"eval_{trials}_eps{epsilon:g}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    metrics = evaluate(
+        load_network(checkpoint), cfg.tasks, cfg.episodes_per_trial, trials, EVAL_SEED,
+        epsilon=epsilon,
+    )  # fmt: skip
+    cache.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _chance(cfg, root: Path, trials: int) -> dict[str, float | None]:
+    """Per-task return of uniformly random actions (discrete tasks; None for continuous ones)."""
+    from polyskill.agent.checkpoint import load_network
+    from polyskill.trainer.loop import RunDir
+
+    checkpoint = RunDir(root / "amago2" / f"seed{cfg.seed}").latest_checkpoint()
+    if checkpoint is None or load_network(checkpoint).action_spec.kind != "discrete":
+        return {}
+    metrics = _final_eval(cfg, checkpoint, trials, epsilon=1.0)
+    return {t.name: metrics[f"eval/{t.name}/return"] for t in cfg.tasks}
 
 
 def _task_score(result: RunResult, task: str) -> float | None:
@@ -89,31 +124,42 @@ def _gain(result: RunResult, task: str, k: int) -> float | None:
 
 
 def report(
-    args: argparse.Namespace, results: dict[str, RunResult], tasks: list[str], k: int
+    args: argparse.Namespace,
+    results: dict[str, RunResult],
+    tasks: list[str],
+    k: int,
+    chance: dict[str, float | None],
 ) -> dict:
     rows = []
     for agent in AGENTS:
         for task in tasks:
-            scores, normed, gains = [], [], []
+            scores, normed, above, gains = [], [], [], []
+            rand = chance.get(task)
             for seed in args.seeds:
                 run = results.get(f"{agent}/seed{seed}")
                 ref = results.get(f"reference/{task}/seed{seed}")
                 s = _task_score(run, task) if run else None
                 r = _task_score(ref, task) if ref else None
-                if s is not None:
-                    scores.append(s)
-                    g = _gain(run, task, k)
-                    if g is not None:
-                        gains.append(g)
-                if s is not None and r not in (None, 0):
+                if s is None:
+                    continue
+                scores.append(s)
+                if (g := _gain(run, task, k)) is not None:
+                    gains.append(g)
+                if r not in (None, 0):
                     normed.append(s / r)
+                if r is not None and rand is not None and r > rand:
+                    above.append((s - rand) / (r - rand))
             rows.append(
                 {
                     "agent": agent,
                     "task": task,
-                    "return": float(np.mean(scores)) if scores else None,
-                    "normalised": float(np.mean(normed)) if normed else None,
-                    "in_context_gain": float(np.mean(gains)) if gains else None,
+                    "return": _mean(scores),
+                    "return_per_seed": scores,
+                    "chance": rand,
+                    "normalised": _mean(normed),
+                    "normalised_above_chance": _mean(above),
+                    "normalised_above_chance_per_seed": above,
+                    "in_context_gain": _mean(gains),
                     "seeds": len(scores),
                 }
             )
@@ -122,6 +168,7 @@ def report(
         "rescale": args.rescale,
         "steps": args.steps,
         "seeds": args.seeds,
+        "eval_trials": args.eval_trials,
         "machine": f"{platform.machine()} {platform.processor()}, torch threads 1",
         "runs": {
             k: {"env_steps": r.env_steps, "budget": r.budget, "done": r.done, "eval": r.eval}
@@ -129,6 +176,10 @@ def report(
         },
         "rows": rows,
     }
+
+
+def _mean(xs: list[float]) -> float | None:
+    return float(np.mean(xs)) if xs else None
 
 
 def write(summary: dict, out: Path, name: str) -> None:
@@ -140,19 +191,31 @@ def write(summary: dict, out: Path, name: str) -> None:
         "",
         f"Preset `{summary['preset']}`, rescale {summary['rescale'] or 'none'}, budget "
         f"{summary['steps']:,} env steps per run, seeds {summary['seeds']}, "
-        f"machine: {summary['machine']}.",
+        f"{summary['eval_trials']} evaluation trials per task, machine: {summary['machine']}.",
         "",
-        "| agent | task | return | normalised by single-task reference | in-context gain | seeds |",
-        "|---|---|---|---|---|---|",
+        "Normalised: return / single-task reference; above chance: (return - chance) / "
+        "(reference - chance), per seed, then averaged. In-context gain: last episode of a trial "
+        "minus the first.",
+        "",
+        "| agent | task | return (per seed) | chance | normalised | above chance (per seed) "
+        "| in-context gain | seeds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["rows"]:
 
         def fmt(x: float | None, spec: str = ".3f") -> str:
             return "-" if x is None else format(x, spec)
 
+        def each(xs: list[float], spec: str) -> str:
+            return f" ({' / '.join(format(x, spec) for x in xs)})" if xs else ""
+
         lines.append(
-            f"| {r['agent']} | {r['task']} | {fmt(r['return'])} | "
-            f"{fmt(r['normalised'], '.2f')} | {fmt(r['in_context_gain'])} | {r['seeds']} |"
+            f"| {r['agent']} | {r['task']} | {fmt(r['return'])}"
+            f"{each(r['return_per_seed'], '.3g')} | {fmt(r['chance'])} | "
+            f"{fmt(r['normalised'], '.2f')} | "
+            f"{fmt(r['normalised_above_chance'], '.2f')}"
+            f"{each(r['normalised_above_chance_per_seed'], '.2f')} | "
+            f"{fmt(r['in_context_gain'])} | {r['seeds']} |"
         )
     if partial:
         lines += ["", f"Partial runs (short of the budget, reported as reached): {partial}"]
@@ -161,32 +224,31 @@ def write(summary: dict, out: Path, name: str) -> None:
 
 
 def _plot(summary: dict, path: Path) -> None:
+    """Bars: mean normalised score per task and agent (above chance where chance is known);
+    dots: the seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = sorted({r["task"] for r in summary["rows"]})
+    rows = {(r["agent"], r["task"]): r for r in summary["rows"]}
     fig, ax = plt.subplots(figsize=(1.8 * len(tasks) + 2, 3.5))
     width = 0.38
     for i, agent in enumerate(AGENTS):
-        vals = [
-            next(
-                (
-                    r["normalised"]
-                    for r in summary["rows"]
-                    if r["agent"] == agent and r["task"] == t
-                ),
-                None,
-            )
-            or 0.0
-            for t in tasks
-        ]
-        ax.bar(np.arange(len(tasks)) + (i - 0.5) * width, vals, width, label=agent)
+        for j, task in enumerate(tasks):
+            r = rows[(agent, task)]
+            above = r["chance"] is not None
+            mean = (r["normalised_above_chance"] if above else r["normalised"]) or 0.0
+            x = j + (i - 0.5) * width
+            ax.bar(x, mean, width, color=f"C{i}", label=agent if j == 0 else None)
+            seeds = r["normalised_above_chance_per_seed"] if above else []
+            ax.plot([x] * len(seeds), seeds, "k.", markersize=4)
     ax.axhline(0.8, color="grey", linestyle="--", linewidth=1, label="80 % of single-task")
+    ax.axhline(0.0, color="black", linewidth=0.5)
     ax.set_xticks(np.arange(len(tasks)), tasks, rotation=15)
-    ax.set_ylabel("return / single-task reference")
-    ax.legend()
+    ax.set_ylabel("(return - chance) /\n(reference - chance)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -205,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         help="multiply one task's rewards (the paper's x100 test)",
     )
     p.add_argument("--no-reference", action="store_true", help="skip single-task references")
+    p.add_argument(
+        "--eval-trials", type=int, default=256, help="trials per task in the final evaluation"
+    )
     p.add_argument(
         "--max-minutes",
         type=float,
@@ -231,20 +296,26 @@ def main(argv: list[str] | None = None) -> int:
         for agent in AGENTS:
             label = f"{agent}/seed{seed}"
             cfg = _config(args.preset, args.steps, seed, agent, rescale)
-            results[label] = _run(cfg, root / agent / f"seed{seed}", label, deadline)
+            results[label] = _run(
+                cfg, root / agent / f"seed{seed}", label, deadline, args.eval_trials
+            )
         if not args.no_reference:
             for task in tasks:
                 label = f"reference/{task}/seed{seed}"
                 cfg = _config(args.preset, args.steps, seed, "amago2", rescale, only_task=task)
                 results[label] = _run(
-                    cfg, root / "reference" / task / f"seed{seed}", label, deadline
-                )
-    summary = report(args, results, tasks, k)
+                    cfg, root / "reference" / task / f"seed{seed}", label, deadline,
+                    args.eval_trials,
+                )  # fmt: skip
+    chance = _chance(_config(args.preset, args.steps, args.seeds[0], "amago2", rescale), root,
+                     args.eval_trials)  # fmt: skip
+    summary = report(args, results, tasks, k, chance)
     write(summary, args.out, name)
     for r in summary["rows"]:
         print(
-            f"{r['agent']:9s} {r['task']:18s} return {r['return']} normalised "
-            f"{r['normalised']} gain {r['in_context_gain']}"
+            f"{r['agent']:9s} {r['task']:18s} return {r['return']} chance {r['chance']} "
+            f"normalised {r['normalised']} above chance {r['normalised_above_chance']} "
+            f"gain {r['in_context_gain']}"
         )
     print(f"wrote {args.out / name}.{{json,md,png}}")
     return 0

@@ -130,7 +130,8 @@ def create_server(config: ServerConfig, models: ModelStore | None = None
     metrics = Metrics()
     batcher = Batcher(config.max_batch_size, config.max_wait_ms,
                       thread_initializer=lambda: _model_thread_init(config.torch_threads),
-                      on_batch=metrics.on_batch, inline_max_batch=config.inline_max_batch)
+                      on_batch=metrics.on_batch, inline_max_batch=config.inline_max_batch,
+                      pipeline_depth=config.pipeline_depth)
     engine = Engine(config, models, batcher, metrics)
     interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
     if not config.is_loopback and not (config.auth_token and config.tls_cert):

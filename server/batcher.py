@@ -15,6 +15,12 @@ two threads from overlapping much on CPU (the server uses one core under load ei
 all passes inline (`inline_max_batch` = max_batch_size) measured 0-20 % faster, within the
 machine's noise, so the default stays (docs/benchmarks.md, serving, "Where the time goes").
 
+Pipelining: where the backend runs in another process (`--model-process`), a big pass is sent
+to it and its answer is received on the model thread while the event loop already batches and
+sends the next (at most `pipeline_depth` passes in flight), so the model process is not idle
+while this one samples actions and answers streams. Every other pass and every job waits until
+no pass is in flight. A session has at most one step in flight, so two passes never share one.
+
 Waiting: a step never waits for company when the previous pass was small (B=1 latency stays bare);
 when load is high (the last pass was bigger than what is queued) the worker waits at most
 `max_wait_ms` for the batch to fill to the last pass's size.
@@ -47,6 +53,9 @@ log = logging.getLogger("polyskill.server.batcher")
 
 INLINE_MAX_BATCH = 16
 """Default largest pass run on the event loop thread (see the module docstring)."""
+
+PIPELINE_DEPTH = 2
+"""Default passes in flight with a pipelined backend: one computing, one queued behind it."""
 
 
 class _Group:
@@ -91,6 +100,7 @@ class QueuedStep:
     obs: dict[str, np.ndarray | str]
     future: _Member
     deadline: float = math.inf  # loop.time() after which the step's result is not delivered
+    alone: bool = False  # retried by itself after its pipelined pass failed
 
 
 @dataclass
@@ -108,10 +118,12 @@ class Batcher:
         thread_initializer: Callable[[], None] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
         inline_max_batch: int = INLINE_MAX_BATCH,
+        pipeline_depth: int = PIPELINE_DEPTH,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.inline_max_batch = inline_max_batch
+        self.pipeline_depth = pipeline_depth
         self.on_batch = on_batch  # (batch size, seconds in the model) -> metrics
         self._executor = ThreadPoolExecutor(1, "polyskill-model", initializer=thread_initializer)
         # NOTE: a deque plus one wake-up future rather than an asyncio.Queue: waiting for a batch
@@ -122,6 +134,7 @@ class Batcher:
         self._worker: asyncio.Task | None = None
         self._last_size = 1
         self._closed = False
+        self._in_flight: deque[asyncio.Future] = deque()  # pipelined passes, oldest first
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="batcher")
@@ -203,10 +216,14 @@ class Batcher:
                 timer.cancel()
 
     def _take_steps(self) -> list[QueuedStep]:
-        """The leading queued steps (up to max_batch_size), stopping at a job."""
-        batch: list[QueuedStep] = []
+        """The leading queued steps (up to max_batch_size), stopping at a job; a step to retry
+        alone is taken alone."""
         pending = self._pending
-        while pending and len(batch) < self.max_batch_size and isinstance(pending[0], QueuedStep):
+        if pending[0].alone:
+            return [pending.popleft()]
+        batch: list[QueuedStep] = []
+        while (pending and len(batch) < self.max_batch_size and isinstance(pending[0], QueuedStep)
+               and not pending[0].alone):
             batch.append(pending.popleft())
         return batch
 
@@ -217,9 +234,12 @@ class Batcher:
             await self._wait_for(1, None)
             if not self._pending:
                 if self._closed:
-                    return
+                    await self._drain()  # a failed pass may queue its steps again
+                    if not self._pending:
+                        return
                 continue
             if isinstance(self._pending[0], _Job):
+                await self._drain()
                 await self._run_job(self._pending.popleft())
                 continue
             target = min(self.max_batch_size, self._last_size)
@@ -230,6 +250,10 @@ class Batcher:
             live = [s for s in batch if not s.future.done()]  # skip steps whose caller gave up
             if not live:
                 continue
+            if self.pipeline_depth > 1 and len(live) > self.inline_max_batch and _pipelined(live):
+                await self._send_pass(live)
+                continue
+            await self._drain()
             started = time.perf_counter()
             if len(live) <= self.inline_max_batch:
                 results = self._execute(live)
@@ -237,16 +261,55 @@ class Batcher:
                 results = await loop.run_in_executor(self._executor, self._execute, live)
             if self.on_batch is not None:
                 self.on_batch(len(live), time.perf_counter() - started)
-            now = loop.time()
-            for step, result in zip(live, results, strict=True):
-                if step.future.done():
-                    continue
-                if now > step.deadline:
-                    step.future.set_exception(TimeoutError())
-                elif isinstance(result, BaseException):
-                    step.future.set_exception(result)
-                else:
-                    step.future.set_result(result)
+            _deliver(live, results, loop.time())
+
+    # ---- pipelined passes ---------------------------------------------------------------------
+    async def _send_pass(self, live: list[QueuedStep]) -> None:
+        """Send one pass to a pipelined backend; its answer is received on the model thread and
+        delivered from there, while this loop goes on batching."""
+        while len(self._in_flight) >= self.pipeline_depth:
+            await asyncio.wait([self._in_flight[0]])
+            self._in_flight.popleft()
+        steps = sorted(live, key=lambda s: s.plan.slot)
+        backend = steps[0].model.backend
+        try:
+            inputs = _inputs(steps)
+        except Exception:  # noqa: BLE001 - a step that does not stack: find it, alone
+            self._retry_alone(steps)
+            return
+        try:
+            backend.send(inputs)
+        except Unavailable as e:
+            _deliver(steps, [e] * len(steps), math.inf)
+            return
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        received = loop.run_in_executor(self._executor, _receive, backend, steps)
+        received.add_done_callback(lambda f: self._on_received(steps, f.result(), started))
+        self._in_flight.append(received)
+
+    def _on_received(self, steps: list[QueuedStep], results: list | BaseException,
+                     started: float) -> None:
+        if self.on_batch is not None:
+            self.on_batch(len(steps), time.perf_counter() - started)
+        if isinstance(results, Unavailable):  # the model itself is gone: no retries
+            results = [results] * len(steps)
+        elif isinstance(results, BaseException):
+            self._retry_alone(steps)
+            return
+        _deliver(steps, results, asyncio.get_running_loop().time())
+
+    def _retry_alone(self, steps: list[QueuedStep]) -> None:
+        """Isolate: queue each step of a failed pass first, to run by itself."""
+        for s in reversed(steps):
+            s.alone = True
+            self._pending.appendleft(s)
+        self._wake()
+
+    async def _drain(self) -> None:
+        """Until no pipelined pass is in flight (before a job or a pass that waits for itself)."""
+        while self._in_flight:
+            await asyncio.wait([self._in_flight.popleft()])
 
     async def _run_job(self, job: _Job) -> None:
         try:
@@ -296,12 +359,38 @@ def _finish(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
+def _pipelined(steps: list[QueuedStep]) -> bool:
+    """All of one model version, on a backend that pipelines."""
+    model = steps[0].model
+    return model.backend.pipelined and all(s.model is model for s in steps)
+
+
+def _receive(backend, steps: list[QueuedStep]) -> list[np.ndarray] | BaseException:
+    """On the model thread: the answer to a pipelined pass, sampled per session (or the error)."""
+    try:
+        return _select(backend.receive(), [s.plan for s in steps])
+    except Exception as e:  # noqa: BLE001 - handled on the event loop (`_on_received`)
+        return e
+
+
+def _deliver(steps: list[QueuedStep], results: list, now: float) -> None:
+    """Resolve each step's future with its action or error; a step past its deadline times out."""
+    for step, result in zip(steps, results, strict=True):
+        if step.future.done():
+            continue
+        if now > step.deadline:
+            step.future.set_exception(TimeoutError())
+        elif isinstance(result, BaseException):
+            step.future.set_exception(result)
+        else:
+            step.future.set_result(result)
+
+
 def _forward(steps: list[QueuedStep]) -> list[np.ndarray]:
     """One batched forward pass for steps of one model version, then per-session sampling."""
     backend = steps[0].model.backend
-    plans = [s.plan for s in steps]
-    if len(plans) == 1:  # the B=1 latency path: no list building or stacking
-        p = plans[0]
+    if len(steps) == 1:  # the B=1 latency path: no list building or stacking
+        p = steps[0].plan
         inputs = StepInputs(
             obs=stack_observations(backend.obs_spec, [steps[0].obs]),
             prev_action=np.asarray(p.prev_action)[None],
@@ -313,7 +402,12 @@ def _forward(steps: list[QueuedStep]) -> list[np.ndarray]:
         )
         params = backend.step(inputs)
         return [np.asarray(params.select((p.deterministic,), (p.rng,))[0])]
-    inputs = StepInputs(
+    return _select(backend.step(_inputs(steps)), [s.plan for s in steps])
+
+
+def _inputs(steps: list[QueuedStep]) -> StepInputs:
+    backend, plans = steps[0].model.backend, [s.plan for s in steps]
+    return StepInputs(
         obs=stack_observations(backend.obs_spec, [s.obs for s in steps]),  # field -> (B, ...)
         prev_action=np.stack([p.prev_action for p in plans]),  # (B,) or (B, dim)
         prev_reward=np.array([p.prev_reward for p in plans], dtype=np.float32),  # (B,)
@@ -322,6 +416,9 @@ def _forward(steps: list[QueuedStep]) -> list[np.ndarray]:
         slot_ids=np.array([p.slot for p in plans], dtype=np.int64),  # (B,)
         starts=np.array([p.start for p in plans], dtype=np.int64),  # (B,)
     )
-    params = backend.step(inputs)
+
+
+def _select(params, plans: list[StepPlan]) -> list[np.ndarray]:
+    """Each session's action, drawn with its own Generator (or its mode if deterministic)."""
     actions = params.select(np.array([p.deterministic for p in plans]), [p.rng for p in plans])
     return [np.asarray(a) for a in actions]  # B x (() int64 | (dim,) float32)

@@ -41,6 +41,9 @@ class ServerConfig:
     model_process: bool = _f(
         False, "run each model version in its own worker process, so request handling and the "
         "forward pass use two cores (the GIL keeps one process on one); +1 pipe round trip/pass")
+    pipeline_depth: int = _f(
+        2, "with model_process: big passes in flight at once (the next is sent while one "
+        "computes); 1 = each pass waits for the previous answer")
     max_wait_ms: float = _f(
         1.0, "longest a step waits for others to join its batch (only while load is high)")
     idle_timeout_s: float = _f(300.0, "a session idle this long expires and frees its slot")
@@ -70,6 +73,7 @@ class ServerConfig:
         need(self.max_batch_size >= 1, f"max_batch_size must be >= 1, got {self.max_batch_size}")
         need(self.inline_max_batch >= 0,
              f"inline_max_batch must be >= 0, got {self.inline_max_batch}")
+        need(self.pipeline_depth >= 1, f"pipeline_depth must be >= 1, got {self.pipeline_depth}")
         need(self.max_wait_ms >= 0, f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         need(self.idle_timeout_s > 0, f"idle_timeout_s must be > 0, got {self.idle_timeout_s}")
         need(self.step_timeout_s > 0, f"step_timeout_s must be > 0, got {self.step_timeout_s}")

@@ -29,8 +29,11 @@ def run_trials(
     seed: int,
     device: torch.device | str = "cpu",
     max_steps: int = 100_000,
+    epsilon: float = 0.0,
 ) -> list[TrialRecord]:
-    """Play `num_trials` trials of `task` in parallel (one env each) and return their records."""
+    """Play `num_trials` trials of `task` in parallel (one env each) and return their records.
+
+    `epsilon` 1.0 with discrete actions plays uniformly at random: the chance level of a task."""
     envs = make_vector_env(tasks, episodes_per_trial, num_trials, fixed_task=task)
     try:
         collector = Collector(
@@ -44,7 +47,7 @@ def run_trials(
         )
         first: dict[int, TrialRecord] = {}  # env index -> its first finished trial (no bias
         for _ in range(max_steps):  # towards short trials, which would finish twice meanwhile)
-            for i, record in collector.step(epsilon=0.0):
+            for i, record in collector.step(epsilon=epsilon):
                 first.setdefault(i, record)
             if len(first) == num_trials:
                 break
@@ -82,6 +85,7 @@ def evaluate(
     trials_per_task: int,
     seed: int,
     device: torch.device | str = "cpu",
+    epsilon: float = 0.0,
 ) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for i, spec in enumerate(tasks):
@@ -93,6 +97,7 @@ def evaluate(
             trials_per_task,
             seed=seed + 1000 * i,
             device=device,
+            epsilon=epsilon,
         )
         metrics.update(summarize(spec.name, trials))
     returns = [metrics[f"eval/{t.name}/return"] for t in tasks]

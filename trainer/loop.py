@@ -92,13 +92,16 @@ class RunDir:
         return path if path.exists() else None
 
     def prepare_config(self, cfg: TrainConfig) -> TrainConfig:
-        """First run: store the config. Resume: the stored config must match (steps may grow)."""
+        """First run: store the config. Resume: the stored config must match (steps may grow).
+
+        A setting added since the run was stored reads as its default (new settings default to
+        the old behaviour), so a run resumes after an upgrade."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / "config.json"
         if not path.exists():
             _write_json(path, cfg.to_dict())
             return cfg
-        stored = json.loads(path.read_text())
+        stored = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()
         new = cfg.to_dict()
         diff = sorted(
             k

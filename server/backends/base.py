@@ -60,6 +60,18 @@ class Backend(ABC):
     def step(self, inputs: StepInputs) -> ActionParams:
         """One token for each of B slots (`inputs.slot_ids`); writes the cache in place."""
 
+    pipelined: bool = False
+    """True where `send` / `receive` can keep several passes in flight (a model in another
+    process): the batcher then builds and sends pass N+1 while pass N computes."""
+
+    def send(self, inputs: StepInputs) -> None:
+        """Start a `step` whose result the next `receive` returns (passes answered in order)."""
+        raise NotImplementedError(f"{self.name} does not pipeline passes")
+
+    def receive(self) -> ActionParams:
+        """The result of the oldest `send` not yet received."""
+        raise NotImplementedError(f"{self.name} does not pipeline passes")
+
     def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release what the backend holds outside this process (a worker process); default none."""
 

@@ -10,8 +10,10 @@ pass (tens of microseconds), paid also by B=1 steps.
 The child builds the real backend (`models.load_backend`: torch or ONNX Runtime) and owns its KV
 cache; the parent keeps everything else (specs, sessions, sampling with each session's own
 Generator), so a session's actions are the same as with the in-process backend. Requests are
-`(op, args)` tuples over a `multiprocessing` pipe, answered in order, one at a time (the batcher
-runs one pass or job at a time; a lock guards against any other caller).
+`(op, args)` tuples over a `multiprocessing` pipe, answered in order. Big passes are pipelined
+(`send` / `receive`): the batcher sends pass N+1 while the child computes pass N, so the child
+need not wait for the parent to sample, answer and batch again. Calls that wait for their own
+answer (`step`, `reencode`) are only made with no pass in flight (the batcher drains first).
 
 Failure: a load error in the child is raised in the parent with the child's message; if the child
 dies (killed, out of memory) every later call raises `ModelWorkerDied` naming its exit code, and
@@ -58,7 +60,8 @@ class ProcessBackend(Backend):
             name=f"polyskill-model-{Path(path).name}", daemon=True)
         self._process.start()
         child_conn.close()  # the child holds its end; EOF then means the child is gone
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one sender at a time; close() waits for it
+        self._in_flight = 0  # passes sent and not yet received
         if not _poll_alive(self._conn, self._process, STARTUP_TIMEOUT_S):
             self.close()
             raise ModelWorkerDied(f"model worker for {path} did not start within "
@@ -73,6 +76,8 @@ class ProcessBackend(Backend):
         self._num_slots, self._cache_bytes = info["num_slots"], info["cache_bytes"]
         self.pid = self._process.pid
 
+    pipelined = True
+
     @property
     def num_slots(self) -> int:
         return self._num_slots
@@ -83,6 +88,18 @@ class ProcessBackend(Backend):
 
     def step(self, inputs: StepInputs) -> ActionParams:
         return self._call("step", inputs)
+
+    def send(self, inputs: StepInputs) -> None:
+        with self._lock:
+            self._send("step", inputs)
+            self._in_flight += 1
+
+    def receive(self) -> ActionParams:
+        """Only the batcher's model thread calls this, in the order of `send`."""
+        try:
+            return self._receive()
+        finally:
+            self._in_flight -= 1
 
     def reencode(self, slot: int, steps: Sequence) -> None:
         """One request for the whole history, not one round trip per step."""
@@ -102,11 +119,15 @@ class ProcessBackend(Backend):
     # ---- pipe ---------------------------------------------------------------------------------
     def _call(self, op: str, *args: Any) -> Any:
         with self._lock:
-            try:
-                self._conn.send((op, args))
-            except (OSError, ValueError):  # broken pipe, or closed by close()
-                raise self._died() from None
+            assert self._in_flight == 0, "a pipelined pass is in flight: its answer comes first"
+            self._send(op, *args)
             return self._receive()
+
+    def _send(self, op: str, *args: Any) -> None:
+        try:
+            self._conn.send((op, args))
+        except (OSError, ValueError):  # broken pipe, or closed by close()
+            raise self._died() from None
 
     def _receive(self) -> Any:
         try:

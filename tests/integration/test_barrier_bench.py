@@ -9,13 +9,21 @@ from polyskill.benchmarks.barrier import main
 
 def test_barrier_report_on_a_tiny_budget(tmp_path: Path) -> None:
     args = ["--preset", "smoke", "--steps", "800", "--seeds", "0", "--rescale", "bandit=100",
-            "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+            "--eval-trials", "64", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     assert main(args) == 0
     summary = json.loads((tmp_path / "out" / "smoke_banditx100.json").read_text())
     assert set(summary["runs"]) == {"amago2/seed0", "baseline/seed0", "reference/bandit/seed0"}
     assert all(r["done"] and r["env_steps"] >= 800 for r in summary["runs"].values())
     rows = {(r["agent"], r["task"]): r for r in summary["rows"]}
     assert rows[("amago2", "bandit")]["normalised"] == 1.0  # same config and seed as its reference
+    # chance: 10 uniformly random pulls at 0.32 expected reward, x100 (64 trials: sd ~18)
+    chance = rows[("amago2", "bandit")]["chance"]
+    assert 250 < chance < 390, chance
+    above = rows[("amago2", "bandit")]["normalised_above_chance"]
+    ref = summary["runs"]["reference/bandit/seed0"]["eval"]["eval/bandit/return"]
+    assert above == (1.0 if ref > chance else None)
+    # scored by one 64-trial evaluation per run, cached beside its checkpoint
+    assert list((tmp_path / "runs").rglob("eval_64_eps0.json"))
     # rewards were scaled x100: returns are in the hundreds
     assert rows[("baseline", "bandit")]["return"] > 50
     assert (tmp_path / "out" / "smoke_banditx100.png").stat().st_size > 0

@@ -6,6 +6,7 @@ backend, fails clearly when it cannot load or dies, and stops with its model.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
@@ -16,9 +17,10 @@ from server_helpers import act_request, cartpole_checkpoint, stub
 
 from polyskill.agent.policy import StepInputs
 from polyskill.server.backends.process import ModelWorkerDied, ProcessBackend
+from polyskill.server.batcher import Batcher
 from polyskill.server.config import ServerConfig
-from polyskill.server.models import load_backend
-from polyskill.server.sessions import RawStep
+from polyskill.server.models import LoadedModel, load_backend
+from polyskill.server.sessions import RawStep, SessionTable
 from polyskill.server.testing import ServerThread
 from polyskill_client._proto.polyskill.v1 import policy_pb2 as pb
 
@@ -92,3 +94,91 @@ def test_served_with_a_worker_process_and_unavailable_once_it_dies(ckpt: str) ->
         assert "model worker process" in info.value.details()
         assert client.GetModelInfo(pb.GetModelInfoRequest()).version == 1
         channel.close()
+
+
+async def _batched_trial(backend, num: int, steps: int, max_batch: int, bad: tuple | None = None,
+                         depth: int = 2) -> list[list]:
+    """`num` sessions step together for `steps` ticks through a Batcher; `bad` = (tick, session
+    index, how) breaks that step past validation on purpose: "shape" (fails as the pass is built)
+    or "slot" (a cache slot that does not exist: fails in the model worker)."""
+    m = LoadedModel("m", 1, backend)
+    batcher = Batcher(max_batch_size=max_batch, max_wait_ms=2.0, pipeline_depth=depth)
+    batcher.start()
+    table = SessionTable(num, 60.0, backend.context_length)
+    sids = [table.open(1, backend.zero_action(), deterministic=False, seed=i + 1).session_id
+            for i in range(num)]
+    out: dict[str, list] = {s: [] for s in sids}
+
+    async def one(i: int, sid: str, t: int) -> None:
+        obs = {"obs": np.full(4, np.sin(i + 0.1 * t), np.float32)}
+        plan = table.begin_step(sid, 1.0, t == 0)
+        sent = plan
+        if bad is not None and bad[:2] == (t, i):
+            if bad[2] == "shape":
+                obs = {"obs": np.zeros(5, np.float32)}
+            else:
+                sent = plan._replace(slot=10_000)
+        try:
+            action = await batcher.submit(m, sent, obs, timeout=30)
+        except Exception as e:  # noqa: BLE001 - recorded and compared
+            table.abort_step(plan)
+            out[sid].append(type(e).__name__)
+            return
+        table.commit_step(plan, action, obs)
+        out[sid].append(int(action))
+
+    for t in range(steps):
+        await asyncio.gather(*(one(i, s, t) for i, s in enumerate(sids)))
+    await batcher.stop()
+    return list(out.values())  # per session, in opening order
+
+
+@pytest.mark.parametrize("depth", [2, 1])
+def test_pipelined_passes_act_like_the_in_process_model(ckpt: str, depth: int) -> None:
+    """48 sessions in passes of 24: the second pass of a tick is sent while the first computes,
+    and every action equals the in-process backend's (one pass per tick). Depth 1 turns
+    pipelining off: each pass is a `step` that waits for its answer."""
+    remote = load_backend("torch", ckpt, 48, "cpu", process=True)
+    assert remote.pipelined
+    outstanding: list[int] = []  # passes unanswered at each send
+    send, receive, counts = remote.send, remote.receive, [0, 0]
+
+    def counting_send(inputs: StepInputs) -> None:
+        outstanding.append(counts[0] - counts[1])
+        counts[0] += 1
+        send(inputs)
+
+    def counting_receive():
+        try:
+            return receive()
+        finally:
+            counts[1] += 1
+
+    remote.send, remote.receive = counting_send, counting_receive
+    try:
+        got = asyncio.run(_batched_trial(remote, 48, 12, max_batch=24, depth=depth))
+    finally:
+        remote.close()
+    want = asyncio.run(_batched_trial(load_backend("torch", ckpt, 48, "cpu"), 48, 12, 48))
+    assert got == want
+    if depth == 1:
+        assert counts == [0, 0]
+    else:
+        assert counts[0] >= 24 and max(outstanding) >= 1  # passes overlapped in the worker
+    assert ServerConfig.from_env({"POLYSKILL_PIPELINE_DEPTH": str(depth)}).pipeline_depth == depth
+    with pytest.raises(ValueError, match="pipeline_depth must be >= 1, got 0"):
+        ServerConfig.from_env({"POLYSKILL_PIPELINE_DEPTH": "0"})
+
+
+@pytest.mark.parametrize("how", ["shape", "slot"])
+def test_a_step_that_breaks_a_pipelined_pass_fails_alone(ckpt: str, how: str) -> None:
+    remote = load_backend("torch", ckpt, 40, "cpu", process=True)
+    try:
+        got = asyncio.run(_batched_trial(remote, 40, 4, max_batch=40, bad=(2, 5, how)))
+        clean = asyncio.run(_batched_trial(remote, 40, 0, max_batch=40))  # worker still serves
+    finally:
+        remote.close()
+    want = asyncio.run(_batched_trial(load_backend("torch", ckpt, 40, "cpu"), 40, 4, 40))
+    assert clean == [[]] * 40
+    assert got[5][2] == "RuntimeError" and got[5][:2] == want[5][:2]
+    assert got[:5] + got[6:] == want[:5] + want[6:]

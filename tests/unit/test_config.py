@@ -65,3 +65,21 @@ def test_built_in_presets_build_their_network(name: str) -> None:
     cfg = get_preset(name)
     net = build_network(cfg)
     assert net.action_spec.kind == "discrete" and net.cfg == cfg.network
+
+
+def test_a_run_stored_before_newer_settings_existed_resumes(tmp_path) -> None:
+    """A run dir written by an older version lacks settings added since: they read as their
+    defaults (the old behaviour), the run resumes and its stored config gains them; a setting that
+    really differs still stops the resume."""
+    import json
+
+    from polyskill.trainer.loop import RunDir
+
+    old = get_preset("smoke").to_dict()
+    del old["replay_weighting"], old["loss"]["n_step"], old["optim"]["lr_decay_updates"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    RunDir(tmp_path).prepare_config(get_preset("smoke"))
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["replay_weighting"] == "trajectory" and stored["loss"]["n_step"] == 1
+    with pytest.raises(ConfigError, match="differs in: loss"):
+        RunDir(tmp_path).prepare_config(apply_overrides(get_preset("smoke"), ["loss.n_step=3"]))
