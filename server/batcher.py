@@ -277,13 +277,16 @@ class Batcher:
         except Exception:  # noqa: BLE001 - a step that does not stack: find it, alone
             self._retry_alone(steps)
             return
+        loop = asyncio.get_running_loop()
         try:
             backend.send(inputs)
-        except Unavailable as e:
-            _deliver(steps, [e] * len(steps), math.inf)
+        except Unavailable as e:  # the worker is gone
+            _deliver(steps, [e] * len(steps), loop.time())
+            return
+        except Exception:  # noqa: BLE001 - e.g. an input that does not pickle: isolate
+            self._retry_alone(steps)
             return
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         received = loop.run_in_executor(self._executor, _receive, backend, steps)
         received.add_done_callback(lambda f: self._on_received(steps, f.result(), started))
         self._in_flight.append(received)

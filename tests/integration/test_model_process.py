@@ -182,3 +182,13 @@ def test_a_step_that_breaks_a_pipelined_pass_fails_alone(ckpt: str, how: str) ->
     assert clean == [[]] * 40
     assert got[5][2] == "RuntimeError" and got[5][:2] == want[5][:2]
     assert got[:5] + got[6:] == want[:5] + want[6:]
+
+
+def test_a_pipelined_pass_to_a_dead_worker_fails_as_unavailable(ckpt: str) -> None:
+    remote = load_backend("torch", ckpt, 40, "cpu", process=True)
+    os.kill(remote.pid, signal.SIGKILL)
+    try:
+        got = asyncio.run(_batched_trial(remote, 40, 2, max_batch=40))
+    finally:
+        remote.close()
+    assert got == [["ModelWorkerDied", "ModelWorkerDied"]] * 40  # not a timeout, no retries
