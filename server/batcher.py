@@ -42,9 +42,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyskill.agent.policy import StepInputs
+from polyskill.agent.policy import ActionParams, StepInputs
 
-from .backends.base import stack_observations
+from .backends.base import Backend, stack_observations
 from .errors import Unavailable
 from .models import LoadedModel
 from .sessions import StepPlan
@@ -368,7 +368,7 @@ def _pipelined(steps: list[QueuedStep]) -> bool:
     return model.backend.pipelined and all(s.model is model for s in steps)
 
 
-def _receive(backend, steps: list[QueuedStep]) -> list[np.ndarray] | BaseException:
+def _receive(backend: Backend, steps: list[QueuedStep]) -> list[np.ndarray] | BaseException:
     """On the model thread: the answer to a pipelined pass, sampled per session (or the error)."""
     try:
         return _select(backend.receive(), [s.plan for s in steps])
@@ -421,7 +421,7 @@ def _inputs(steps: list[QueuedStep]) -> StepInputs:
     )
 
 
-def _select(params, plans: list[StepPlan]) -> list[np.ndarray]:
+def _select(params: ActionParams, plans: list[StepPlan]) -> list[np.ndarray]:
     """Each session's action, drawn with its own Generator (or its mode if deterministic)."""
     actions = params.select(np.array([p.deterministic for p in plans]), [p.rng for p in plans])
     return [np.asarray(a) for a in actions]  # B x (() int64 | (dim,) float32)
