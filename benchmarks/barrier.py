@@ -3,6 +3,7 @@
     polyskill bench barrier --preset scales --steps 200000 --seeds 0 1 2
     polyskill bench barrier --preset scales --rescale bandit=100      # the paper's rescaling test
     polyskill bench barrier --preset metaworld-scales --max-minutes 50  # chunked: rerun to go on
+    polyskill bench barrier --set loss.reward_multiplier=0.1  # a setting for every run
 
 For each (agent, seed) the preset's whole task mix is trained with the same budget; for each task a
 single-task reference (amago2, same budget, same seed) gives the score to normalise by. Every run
@@ -54,10 +55,12 @@ def _config(
     agent: str,
     rescale: dict[str, float],
     only_task: str | None = None,
+    overrides: list[str] | None = None,
 ):
+    from polyskill.trainer.config import apply_overrides
     from polyskill.trainer.presets import get_preset
 
-    cfg = get_preset(preset)
+    cfg = apply_overrides(get_preset(preset), overrides or [])
     cfg.total_steps, cfg.seed = steps, seed
     cfg.network.agent = agent
     for task in cfg.tasks:
@@ -68,6 +71,12 @@ def _config(
             t.weight = 1.0
     cfg.validate()
     return cfg
+
+
+def _slug(override: str) -> str:
+    """`loss.reward_multiplier=0.1` -> `reward_multiplier-0.1` (a file-name part)."""
+    key, _, value = override.partition("=")
+    return f"{key.strip().split('.')[-1]}-{value.strip()}".replace("/", "_").replace(" ", "")
 
 
 def _run(cfg, run_dir: Path, label: str, deadline: float, eval_trials: int) -> RunResult:
@@ -166,6 +175,7 @@ def report(
     return {
         "preset": args.preset,
         "rescale": args.rescale,
+        "settings": list(getattr(args, "overrides", [])),
         "steps": args.steps,
         "seeds": args.seeds,
         "eval_trials": args.eval_trials,
@@ -189,7 +199,8 @@ def write(summary: dict, out: Path, name: str) -> None:
     lines = [
         f"# Reward-scale barrier: `{name}`",
         "",
-        f"Preset `{summary['preset']}`, rescale {summary['rescale'] or 'none'}, budget "
+        f"Preset `{summary['preset']}`, rescale {summary['rescale'] or 'none'}, settings "
+        f"{' '.join(f'`{x}`' for x in summary.get('settings', [])) or 'as in the preset'}, budget "
         f"{summary['steps']:,} env steps per run, seeds {summary['seeds']}, "
         f"{summary['eval_trials']} evaluation trials per task, machine: {summary['machine']}.",
         "",
@@ -266,6 +277,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TASK=FACTOR",
         help="multiply one task's rewards (the paper's x100 test)",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="a training setting for every run, as in `polyskill train --set` (the run "
+        "directories and reports get it in their name)",
+    )
     p.add_argument("--no-reference", action="store_true", help="skip single-task references")
     p.add_argument(
         "--eval-trials", type=int, default=256, help="trials per task in the final evaluation"
@@ -286,29 +306,34 @@ def main(argv: list[str] | None = None) -> int:
         rescale[task] = float(factor)
     args.rescale = rescale
     name = args.preset + "".join(f"_{t}x{f:g}" for t, f in sorted(rescale.items()))
+    name += "".join(f"_{_slug(item)}" for item in args.overrides)
     root = args.root / name
     deadline = time.monotonic() + (args.max_minutes * 60 if args.max_minutes else 1e12)
 
-    base = _config(args.preset, args.steps, 0, "amago2", rescale)
+    try:  # a bad --set fails here, before any run starts
+        base = _config(args.preset, args.steps, 0, "amago2", rescale, overrides=args.overrides)
+    except ValueError as e:
+        p.error(str(e))
     tasks, k = [t.name for t in base.tasks], base.episodes_per_trial
     results: dict[str, RunResult] = {}
     for seed in args.seeds:
         for agent in AGENTS:
             label = f"{agent}/seed{seed}"
-            cfg = _config(args.preset, args.steps, seed, agent, rescale)
+            cfg = _config(args.preset, args.steps, seed, agent, rescale, overrides=args.overrides)
             results[label] = _run(
                 cfg, root / agent / f"seed{seed}", label, deadline, args.eval_trials
             )
         if not args.no_reference:
             for task in tasks:
                 label = f"reference/{task}/seed{seed}"
-                cfg = _config(args.preset, args.steps, seed, "amago2", rescale, only_task=task)
+                cfg = _config(args.preset, args.steps, seed, "amago2", rescale, only_task=task,
+                              overrides=args.overrides)
                 results[label] = _run(
                     cfg, root / "reference" / task / f"seed{seed}", label, deadline,
                     args.eval_trials,
                 )  # fmt: skip
-    chance = _chance(_config(args.preset, args.steps, args.seeds[0], "amago2", rescale), root,
-                     args.eval_trials)  # fmt: skip
+    chance = _chance(_config(args.preset, args.steps, args.seeds[0], "amago2", rescale,
+                             overrides=args.overrides), root, args.eval_trials)  # fmt: skip
     summary = report(args, results, tasks, k, chance)
     write(summary, args.out, name)
     for r in summary["rows"]:

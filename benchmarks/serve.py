@@ -295,6 +295,45 @@ def throughput(address: str, server_pid: int, sessions: int, seconds: float,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def engine_throughput(ckpt: str, kind: str, sessions: int, seconds: float, streams: int
+                      ) -> float:
+    """Steps/s of the ActBatch load (same shape: `streams` closed-loop requests of
+    sessions/streams steps) sent to the serving Engine in this process, without gRPC: a
+    diagnostic that splits (3)'s gap between the engine (sessions, batcher, model pass, sampling)
+    and the gRPC layer (framing, protobuf, the load generator's process)."""
+    from polyskill.server.app import create_server
+    from polyskill.server.config import ServerConfig
+
+    async def run() -> float:
+        config = ServerConfig(checkpoint=ckpt, port=0, host="127.0.0.1", backend=kind,
+                              max_sessions=sessions)
+        server, _ = create_server(config)  # bound, never started: only its engine is used
+        engine = server.engine
+        engine.start()
+        ids = [engine.open_session("", False, i + 1, {})[0].session_id for i in range(sessions)]
+        groups = [ids[i::streams] for i in range(streams)]
+        obs = {"obs": np.zeros((len(groups[0]), 4), np.float32)}
+        done, running = [0], [True]
+
+        async def one(group: list[str]) -> None:
+            rewards, flags = [1.0] * len(group), [False] * len(group)
+            while running[0]:
+                await engine.act_batch(group, obs, rewards, flags, 10.0)
+                done[0] += len(group)
+
+        tasks = [asyncio.create_task(one(g)) for g in groups]
+        await asyncio.sleep(1.0)  # warm-up
+        start_steps, t0 = done[0], time.perf_counter()
+        await asyncio.sleep(seconds)
+        rate = (done[0] - start_steps) / (time.perf_counter() - t0)
+        running[0] = False
+        await asyncio.gather(*tasks)
+        await engine.stop()
+        return rate
+
+    return asyncio.run(run())
+
+
 def _spread(values: list[float]) -> dict[str, float]:
     return {"median": float(np.median(values)), "min": float(min(values)),
             "max": float(max(values)), "n": len(values)}
@@ -341,6 +380,8 @@ def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, ob
         tput[kind] = throughput(servers[kind].address, servers[kind].p.pid, sessions, secs)
         tput[f"{kind}_act_batch"] = throughput(servers[kind].address, servers[kind].p.pid,
                                                sessions, secs, batch_streams=BATCH_STREAMS)
+        tput[f"{kind}_engine_act_batch"] = {"steps_s": engine_throughput(
+            ckpt, kind, sessions, secs, BATCH_STREAMS)}
         servers[kind].stop()
     worker = Proc(["polyskill.server.app", "--checkpoint", ckpt, "--port", "0",
                    "--model-process"], env)
@@ -391,6 +432,8 @@ def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, ob
             # (4) against a bare step that idles like a served one between steps
             "throughput_vs_echo": tput[kind]["steps_s"] / tput["echo"]["steps_s"],
             "b1_vs_bare_step_after_idle_gap": float(np.median(per_round["b1_idle"])),
+            "engine_act_batch_throughput_vs_bare": tput[f"{kind}_engine_act_batch"]["steps_s"]
+            / (sessions / bare256),
         }
         if kind == "torch":  # not targets: the same two loads with --model-process
             for load in ("", "_act_batch"):
@@ -418,6 +461,8 @@ BASELINES = {
                  f"every session of a group per request, {BATCH_STREAMS} concurrent streams "
                  "of 128 sessions: a vectorised simulator with two workers)",
     "throughput_vs_unbatched": "served steps/s / the torch server with max_batch_size 1",
+    "engine_act_batch": "the act_batch load sent to the server's Engine in the benchmark process "
+                        "(no gRPC): splits (3)'s gap between the engine and the gRPC layer",
     "model_process": "the torch server with --model-process (the model in a worker process); "
                      "its CPU is counted in the server's",
     "bare_step_after_idle_gap": "bare_step with a sleep of the echo p50 before each step "

@@ -4,6 +4,8 @@ a report that marks partial runs instead of extrapolating them."""
 import json
 from pathlib import Path
 
+import pytest
+
 from polyskill.benchmarks.barrier import main
 
 
@@ -31,3 +33,23 @@ def test_barrier_report_on_a_tiny_budget(tmp_path: Path) -> None:
     assert main(args) == 0
     again = json.loads((tmp_path / "out" / "smoke_banditx100.json").read_text())
     assert again["rows"] == summary["rows"]
+
+
+def test_barrier_set_applies_to_every_run_and_a_bad_one_fails_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--preset", "smoke", "--steps", "400", "--seeds", "0", "--no-reference",
+              "--eval-trials", "8", "--root", str(tmp_path / "runs"),
+              "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit):
+        main([*common, "--set", "loss.reward_multiplier=ten"])
+    assert "loss.reward_multiplier=ten" in capsys.readouterr().err  # names the bad setting
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+    assert main([*common, "--set", "loss.reward_multiplier=0.1"]) == 0
+    summary = json.loads((tmp_path / "out" / "smoke_reward_multiplier-0.1.json").read_text())
+    assert summary["settings"] == ["loss.reward_multiplier=0.1"]
+    for agent in ("amago2", "baseline"):
+        stored = json.loads(next((tmp_path / "runs" / "smoke_reward_multiplier-0.1" / agent)
+                                 .rglob("config.json")).read_text())
+        assert stored["loss"]["reward_multiplier"] == 0.1
+        assert stored["network"]["agent"] == agent

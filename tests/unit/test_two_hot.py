@@ -31,3 +31,16 @@ def test_bin_positions_are_even_in_symlog_space() -> None:
     gaps = bins.centers.diff()
     torch.testing.assert_close(gaps, torch.full_like(gaps, gaps[0].item()))
     torch.testing.assert_close(symexp(bins.centers[-1]), torch.tensor(1e5), rtol=1e-5, atol=0)
+
+
+def test_the_decoded_value_of_a_coin_flip_falls_further_below_its_mean_at_larger_scales() -> None:
+    """What the rescaling test runs into (docs/results/barrier.md): a value is symexp of the
+    expected symlog, a concave utility, so a 0-or-c coin flip is worth less than c/2, and far
+    less when c is large. x100 rewards make risky (exploring) actions look worse."""
+    bins = TwoHotBins(64).double()
+    share = []
+    for c in (1.0, 10.0, 1000.0, 100_000.0):
+        flip = bins.encode(torch.tensor([0.0, c], dtype=torch.float64)).mean(0)
+        share.append(bins.decode_probs(flip).item() / (c / 2))
+    assert 0.75 < share[0] < 0.9 and share[1] < 0.5 and share[2] < 0.07 and share[3] < 0.01
+    assert share == sorted(share, reverse=True)
