@@ -175,7 +175,7 @@ def report(
     return {
         "preset": args.preset,
         "rescale": args.rescale,
-        "settings": list(getattr(args, "overrides", [])),
+        "settings": list(args.overrides),
         "steps": args.steps,
         "seeds": args.seeds,
         "eval_trials": args.eval_trials,
@@ -200,7 +200,7 @@ def write(summary: dict, out: Path, name: str) -> None:
         f"# Reward-scale barrier: `{name}`",
         "",
         f"Preset `{summary['preset']}`, rescale {summary['rescale'] or 'none'}, settings "
-        f"{' '.join(f'`{x}`' for x in summary.get('settings', [])) or 'as in the preset'}, budget "
+        f"{' '.join(f'`{x}`' for x in summary['settings']) or 'as in the preset'}, budget "
         f"{summary['steps']:,} env steps per run, seeds {summary['seeds']}, "
         f"{summary['eval_trials']} evaluation trials per task, machine: {summary['machine']}.",
         "",
