@@ -36,16 +36,29 @@ class TwoHotBins(torch.nn.Module):
     def num_bins(self) -> int:
         return self.centers.shape[0]
 
+    @property
+    def values(self) -> torch.Tensor:
+        """(B,) the bins' raw values."""
+        return symexp(self.centers)
+
     def encode(self, y: torch.Tensor) -> torch.Tensor:
         """(...) raw values -> (..., B) two-hot labels summing to 1."""
+        return self.project(y.unsqueeze(-1), torch.ones_like(y).unsqueeze(-1))
+
+    def project(self, y: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """A distribution over K raw values onto the bins: y, probs (..., K) -> (..., B) labels.
+
+        Each value is split two-hot between its neighbouring bins (in symlog space) with its
+        probability; the distributional TD target projects r + gamma z_j of every next-state bin
+        z_j this way (C51's projection, in symlog space)."""
         c = self.centers
         x = symlog(y).clamp(c[0], c[-1])
         hi = torch.searchsorted(c, x.contiguous(), right=False).clamp(1, c.shape[0] - 1)
         lo = hi - 1
-        w_hi = (x - c[lo]) / (c[hi] - c[lo])
-        labels = torch.zeros(*y.shape, c.shape[0], dtype=y.dtype, device=y.device)
-        labels.scatter_(-1, lo.unsqueeze(-1), (1.0 - w_hi).unsqueeze(-1))
-        labels.scatter_add_(-1, hi.unsqueeze(-1), w_hi.unsqueeze(-1))
+        w_hi = (x - c[lo]) / (c[hi] - c[lo])  # (..., K)
+        labels = torch.zeros(*y.shape[:-1], c.shape[0], dtype=y.dtype, device=y.device)
+        labels.scatter_add_(-1, lo, probs * (1.0 - w_hi))
+        labels.scatter_add_(-1, hi, probs * w_hi)
         return labels
 
     def decode_probs(self, probs: torch.Tensor) -> torch.Tensor:

@@ -13,11 +13,14 @@ lives in its own run directory and resumes, so a study longer than one sitting i
 are marked partial, never extrapolated.
 
 Scores come from one final evaluation of each run's last checkpoint with `--eval-trials` trials
-(256 by default; the 8-32 of a training run's periodic evaluation are too few for a bandit), on the
+(8x the preset's periodic evaluation by default, at most 256: 256 for `scales`, whose 32 are too
+few for a bandit; 16 for Meta-World, whose trials are 1,500 steps), on the
 same task samples for every run (one evaluation seed), cached in the run directory. Chance level is
-measured too (uniformly random actions, discrete tasks), and each task is normalised two ways:
-score / reference, and (score - chance) / (reference - chance). The second is the one to read
-where chance is far from zero (a 5-arm bandit pays 2.56 per trial at random, 3.6 when learned).
+measured too (uniformly random actions, discrete tasks; Meta-World's from the suite's table), and
+each task is normalised two ways: score / reference, and (score - chance) / (reference - chance).
+The second is the one to read where chance is far from zero (a 5-arm bandit pays 2.56 per trial
+at random, 3.6 when learned). Meta-World also reports success and the return normalised by its
+scripted expert (trainer/envs/metaworld_v3_reference_returns.json).
 """
 
 from __future__ import annotations
@@ -112,19 +115,35 @@ def _final_eval(cfg, checkpoint: Path, trials: int, epsilon: float = 0.0) -> dic
 
 
 def _chance(cfg, root: Path, trials: int) -> dict[str, float | None]:
-    """Per-task return of uniformly random actions (discrete tasks; None for continuous ones)."""
+    """Per-task trial return of uniformly random actions: measured for discrete tasks, from the
+    suite's table for Meta-World (k x its random episode return), else None."""
     from polyskill.agent.checkpoint import load_network
     from polyskill.trainer.loop import RunDir
 
+    k = cfg.episodes_per_trial
+    out = {t.name: _suite_reference(t.name, "random", k) for t in cfg.tasks}
     checkpoint = RunDir(root / "amago2" / f"seed{cfg.seed}").latest_checkpoint()
     if checkpoint is None or load_network(checkpoint).action_spec.kind != "discrete":
-        return {}
+        return out
     metrics = _final_eval(cfg, checkpoint, trials, epsilon=1.0)
     return {t.name: metrics[f"eval/{t.name}/return"] for t in cfg.tasks}
 
 
+def _suite_reference(task: str, which: str, k: int) -> float | None:
+    """A trial's return (k episodes) of the suite's random or scripted-expert policy, where the
+    suite has one (Meta-World: trainer/envs/metaworld_v3_reference_returns.json)."""
+    from polyskill.trainer.envs.metaworld import reference_returns
+
+    ref = reference_returns(task)
+    return None if ref is None else k * ref[which]
+
+
 def _task_score(result: RunResult, task: str) -> float | None:
     return result.eval.get(f"eval/{task}/return")
+
+
+def _success(result: RunResult | None, task: str) -> float | None:
+    return None if result is None else result.eval.get(f"eval/{task}/success")
 
 
 def _gain(result: RunResult, task: str, k: int) -> float | None:
@@ -142,8 +161,9 @@ def report(
     rows = []
     for agent in AGENTS:
         for task in tasks:
-            scores, normed, above, gains = [], [], [], []
+            scores, normed, above, gains, succ, ref_succ = [], [], [], [], [], []
             rand = chance.get(task)
+            expert = _suite_reference(task, "expert", k)
             for seed in args.seeds:
                 run = results.get(f"{agent}/seed{seed}")
                 ref = results.get(f"reference/{task}/seed{seed}")
@@ -152,6 +172,10 @@ def report(
                 if s is None:
                     continue
                 scores.append(s)
+                if (x := _success(run, task)) is not None:
+                    succ.append(x)
+                if (x := _success(ref, task)) is not None:
+                    ref_succ.append(x)
                 if (g := _gain(run, task, k)) is not None:
                     gains.append(g)
                 if r not in (None, 0):
@@ -169,6 +193,13 @@ def report(
                     "normalised_above_chance": _mean(above),
                     "normalised_above_chance_per_seed": above,
                     "in_context_gain": _mean(gains),
+                    "success": _mean(succ),
+                    "reference_success": _mean(ref_succ),
+                    "expert": expert,
+                    "normalised_expert": (
+                        None if not scores or expert is None or rand is None
+                        else (_mean(scores) - rand) / (expert - rand)
+                    ),
                     "seeds": len(scores),
                 }
             )
@@ -196,6 +227,8 @@ def write(summary: dict, out: Path, name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
     partial = [k for k, r in summary["runs"].items() if not r["done"]]
+    # Suites with success flags or a scripted expert (Meta-World) get two more columns.
+    suite = any(r["success"] is not None or r["expert"] is not None for r in summary["rows"])
     lines = [
         f"# Reward-scale barrier: `{name}`",
         "",
@@ -206,27 +239,35 @@ def write(summary: dict, out: Path, name: str) -> None:
         "",
         "Normalised: return / single-task reference; above chance: (return - chance) / "
         "(reference - chance), per seed, then averaged. In-context gain: last episode of a trial "
-        "minus the first.",
+        "minus the first. Returns are per trial (all its episodes)."
+        + (" Success: share of episodes solved (the single-task reference's in brackets); "
+           "expert-normalised: (return - chance) / (scripted expert - chance), the suite's "
+           "random and expert returns per episode times the episodes per trial."
+           if suite else ""),
         "",
         "| agent | task | return (per seed) | chance | normalised | above chance (per seed) "
-        "| in-context gain | seeds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| in-context gain |" + (" success (reference) | expert-normalised |" if suite else "")
+        + " seeds |",
+        "|---|---|---|---|---|---|---|" + ("---|---|" if suite else "") + "---|",
     ]
+
+    def fmt(x: float | None, spec: str = ".3f") -> str:
+        return "-" if x is None else format(x, spec)
+
+    def each(xs: list[float], spec: str) -> str:
+        return f" ({' / '.join(format(x, spec) for x in xs)})" if xs else ""
+
     for r in summary["rows"]:
-
-        def fmt(x: float | None, spec: str = ".3f") -> str:
-            return "-" if x is None else format(x, spec)
-
-        def each(xs: list[float], spec: str) -> str:
-            return f" ({' / '.join(format(x, spec) for x in xs)})" if xs else ""
-
         lines.append(
             f"| {r['agent']} | {r['task']} | {fmt(r['return'])}"
             f"{each(r['return_per_seed'], '.3g')} | {fmt(r['chance'])} | "
             f"{fmt(r['normalised'], '.2f')} | "
             f"{fmt(r['normalised_above_chance'], '.2f')}"
             f"{each(r['normalised_above_chance_per_seed'], '.2f')} | "
-            f"{fmt(r['in_context_gain'])} | {r['seeds']} |"
+            f"{fmt(r['in_context_gain'])} |"
+            + (f" {fmt(r['success'], '.2f')} ({fmt(r['reference_success'], '.2f')}) | "
+               f"{fmt(r['normalised_expert'], '.2f')} |" if suite else "")
+            + f" {r['seeds']} |"
         )
     if partial:
         lines += ["", f"Partial runs (short of the budget, reported as reached): {partial}"]
@@ -288,7 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-reference", action="store_true", help="skip single-task references")
     p.add_argument(
-        "--eval-trials", type=int, default=256, help="trials per task in the final evaluation"
+        "--eval-trials",
+        type=int,
+        default=None,
+        help="trials per task in the final evaluation (default: 8x the preset's periodic "
+        "evaluation, at most 256: 256 for `scales`, 16 for Meta-World's 1,500-step trials)",
     )
     p.add_argument(
         "--max-minutes",
@@ -315,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     tasks, k = [t.name for t in base.tasks], base.episodes_per_trial
+    if args.eval_trials is None:
+        args.eval_trials = min(256, 8 * base.eval_trials_per_task)
     results: dict[str, RunResult] = {}
     for seed in args.seeds:
         for agent in AGENTS:

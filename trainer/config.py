@@ -138,7 +138,8 @@ class TrainConfig:
         nested = {
             "network": NetworkConfig.from_dict(d.pop("network", {})),
             "optim": OptimConfig(**d.pop("optim", {})),
-            "loss": LossConfig(**d.pop("loss", {})),
+            # stored before td_target existed: those runs trained with scalar targets
+            "loss": LossConfig(**{"td_target": "scalar", **d.pop("loss", {})}),
         }
         return TrainConfig(tasks=tasks, **nested, **d)
 

@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,7 +105,7 @@ class RunDir:
         stored = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()
         new = cfg.to_dict()
         diff = sorted(
-            k
+            _differing(k, stored.get(k), new.get(k))
             for k in set(stored) | set(new)
             if k not in PER_INVOCATION and stored.get(k) != new.get(k)
         )
@@ -135,6 +136,17 @@ class RunDir:
         for old in kept[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return path
+
+
+def _differing(key: str, stored: Any, new: Any) -> str:
+    """`loss.td_target=scalar (now distributional)` for a differing nested setting, else `key`."""
+    if isinstance(stored, dict) and isinstance(new, dict):
+        return ", ".join(
+            f"{key}.{k}={stored.get(k)} (now {new.get(k)})"
+            for k in sorted(set(stored) | set(new))
+            if stored.get(k) != new.get(k)
+        )
+    return key
 
 
 class _StopFlag:

@@ -1,6 +1,7 @@
 """The two objectives, side by side: AMAGO-2 ("independent") and the AMAGO-1-style baseline.
 
-amago2:   critic = cross-entropy against two-hot labels of the TD target over fixed symlog bins;
+amago2:   critic = cross-entropy against the TD target's distribution over fixed symlog bins
+          (r + gamma z projected for every bin z of the next state's distribution);
           actor  = -1[A(s, a) > 0] * log pi(a | history), A = Q(s, a) - V(s), V(s) = E_pi Q(s, .).
           Neither depends on the reward scale (tests/unit/test_losses.py checks x1000).
 baseline: critic = MSE on PopArt-normalised targets; actor = maximise the normalised Q of the
@@ -26,6 +27,7 @@ from torch.func import functional_call
 
 from polyskill.agent.heads import Categorical
 from polyskill.agent.network import AgentNetwork
+from polyskill.agent.two_hot import TwoHotBins
 
 from .batch import TensorBatch
 
@@ -44,10 +46,22 @@ class LossConfig:
     episode's termination and at the window's end. 1 is DESIGN.md's one-step target. Larger n
     carries a return back n steps per update (short runs learn long horizons sooner) at the cost
     of a bias towards the behaviour policy's (exploring) actions."""
+    td_target: str = "distributional"
+    """amago2's critic labels. "distributional": r + gamma z for every bin z of the target critic's
+    next-state distribution, projected onto the bins (C51's projection, in symlog space): no value
+    is decoded to bootstrap from. "scalar": the two-hot label of r + gamma V(s'), V decoded from the
+    target critic (DESIGN.md's, and runs stored before this setting existed). Decoding reads a
+    spread distribution low, the more so the larger the values, and scalar targets feed that back
+    into the critic: at values in the thousands it stopped learning which bandit arm pays
+    (docs/results/barrier.md, tests/unit/test_td_target_scale.py)."""
 
     def validate(self) -> None:
         if self.n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {self.n_step}")
+        if self.td_target not in ("scalar", "distributional"):
+            raise ValueError(
+                f"td_target must be 'scalar' or 'distributional', got {self.td_target!r}"
+            )
         if self.critic_coef < 0 or self.reward_multiplier <= 0 or self.num_actor_samples < 1:
             raise ValueError("critic_coef must be >= 0, reward_multiplier > 0, "
                              "num_actor_samples >= 1")
@@ -83,6 +97,27 @@ def _pick(out: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     return out.gather(4, idx).squeeze(4)
 
 
+@dataclass
+class TDTarget:
+    """n-step TD targets as an affine map of a bootstrap step's next-state value:
+    G_t = offset_t + scale_t * Q(s_(idx_t + 1)), all (B, T, G) (idx: int, into the window)."""
+
+    offset: torch.Tensor
+    scale: torch.Tensor
+    idx: torch.Tensor
+
+    def of(self, next_values: torch.Tensor) -> torch.Tensor:
+        """Scalar targets from next-state values (B, T, G) -> (B, T, G)."""
+        return self.offset + self.scale * next_values.gather(1, self.idx)
+
+    def labels(self, bins: TwoHotBins, next_probs: torch.Tensor) -> torch.Tensor:
+        """Distributional labels from next-state bin probabilities (B, T, G, NB) -> (B, T, G, NB):
+        offset + scale * z for every bin z, projected with that bin's probability."""
+        probs = next_probs.gather(1, self.idx[..., None].expand_as(next_probs))
+        y = self.offset[..., None] + self.scale[..., None] * bins.values  # (B, T, G, NB)
+        return bins.project(y, probs)
+
+
 def _td_target(
     net: AgentNetwork,
     h_next: torch.Tensor,
@@ -90,9 +125,10 @@ def _td_target(
     terminated: torch.Tensor,
     has_next: torch.Tensor,
     cfg: LossConfig,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """r + gamma (1 - done) Q_target(s', a') (n-step: `_n_step`); (B, T) rewards, terminated and
-    has_next (transition t exists: the action mask) -> (B, T, G) raw-scale targets."""
+    has_next (transition t exists: the action mask) -> the raw-scale scalar targets (B, T, G) and,
+    for amago2 with `td_target="distributional"`, the critic's labels (B, T, G, NB)."""
     pick = torch.randperm(net.cfg.num_critics, device=h_next.device)[:2]
     dist = net.target_actor(h_next)  # batch (B, T, G)
     if isinstance(dist, Categorical):
@@ -100,23 +136,41 @@ def _td_target(
         q_next = (dist.probs * net.critic_values(out, all_actions=True).mean(0)).sum(-1)
     else:
         a_next = net.action_input(dist.sample())  # (B, T, G, A)
-        q_next = net.critic_values(net.target_critics(h_next, a_next, pick)).mean(0)  # (B, T, G)
+        out = net.target_critics(h_next, a_next, pick)  # (2, B, T, G, o)
+        q_next = net.critic_values(out).mean(0)  # (B, T, G)
     not_done = 1.0 - terminated.float()[..., None]
     reward = cfg.reward_multiplier * rewards[..., None]  # (B, T, 1)
-    one_step = reward + net.gammas * not_done * q_next  # (B, T, G)
-    return _n_step(one_step, reward, not_done * net.gammas, has_next, cfg.n_step)
+    td = _n_step(reward, not_done * net.gammas, has_next, cfg.n_step)
+    labels = None
+    if net.cfg.agent == "amago2" and cfg.td_target == "distributional":
+        probs = torch.softmax(out, -1).mean(0)  # (B, T, G[, A], NB)
+        if isinstance(dist, Categorical):
+            probs = (dist.probs[..., None] * probs).sum(-2)  # the target policy's mixture
+        labels = td.labels(net.bins, probs)
+    return td.of(q_next), labels
 
 
-def _n_step(one_step: torch.Tensor, reward: torch.Tensor, discount: torch.Tensor,
-            has_next: torch.Tensor, n: int) -> torch.Tensor:
+def _n_step(reward: torch.Tensor, discount: torch.Tensor, has_next: torch.Tensor,
+            n: int) -> TDTarget:
     """G^m_t = r_t + discount_t G^(m-1)_t+1 where transition t+1 is in the window, else the
-    one-step target G^1_t; returns G^n (B, T, G). discount_t = gamma (1 - terminated_t)."""
-    target = one_step
+    one-step target G^1_t = r_t + discount_t Q(s_t+1); returns G^n in affine form.
+    reward (B, T, 1), discount_t = gamma (1 - terminated_t) (B, T, G)."""
+    B, T, G = discount.shape
+    offset, scale = reward.expand(B, T, G), discount
+    idx = torch.arange(T, device=reward.device)[None, :, None].expand(B, T, G)
+    base = (offset, scale, idx)
     follow = has_next[:, 1:, None]  # (B, T-1, 1): transition t+1 exists
     for _ in range(n - 1):
-        longer = reward[:, :-1] + discount[:, :-1] * target[:, 1:]  # (B, T-1, G)
-        target = torch.cat([torch.where(follow, longer, one_step[:, :-1]), one_step[:, -1:]], 1)
-    return target
+        longer = (
+            reward[:, :-1] + discount[:, :-1] * offset[:, 1:],
+            discount[:, :-1] * scale[:, 1:],
+            idx[:, 1:],
+        )  # (B, T-1, G) each
+        offset, scale, idx = (
+            torch.cat([torch.where(follow, x, b[:, :-1]), b[:, -1:]], 1)
+            for x, b in zip(longer, base, strict=True)
+        )
+    return TDTarget(offset, scale, idx)
 
 
 def _frozen_critics(net: AgentNetwork, h: torch.Tensor, action_input: torch.Tensor) -> torch.Tensor:
@@ -134,7 +188,9 @@ def compute_loss(
     a_t, mask = b.actions[:, :-1], b.action_mask[:, :-1]  # (B, T[, A]), (B, T)
     G, discrete = len(net.cfg.gammas), net.action_spec.kind == "discrete"
     with torch.no_grad():
-        target = _td_target(net, h_next, b.rewards[:, :-1], b.terminated[:, :-1], mask, cfg)
+        target, labels = _td_target(
+            net, h_next, b.rewards[:, :-1], b.terminated[:, :-1], mask, cfg
+        )
     dist = net.actor(h_t)  # batch (B, T, G)
     logp = dist.log_prob(_per_gamma(a_t, G, discrete))  # (B, T, G)
 
@@ -158,7 +214,8 @@ def compute_loss(
     advantage = q_buffer - v  # (B, T, G), no gradient
 
     if net.cfg.agent == "amago2":
-        labels = net.bins.encode(target)  # (B, T, G, NB)
+        if labels is None:
+            labels = net.bins.encode(target)  # (B, T, G, NB)
         critic_loss = step_mean(-(labels * F.log_softmax(critic_out, -1)).sum(-1), mask)
         actor_loss = filtered_bc_loss(logp, advantage, mask)
     else:

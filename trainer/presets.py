@@ -177,6 +177,7 @@ def _metaworld(train: tuple[str, ...], test: tuple[str, ...] = ()) -> TrainConfi
         network=_small_network(context=256, d_model=128, num_layers=2, num_heads=4, d_ff=256,
                                encoder_hidden=128, head_hidden=128),
         replay_max_trajectories=1_000,
+        eval_trials_per_task=2,  # 2 x 1,500 steps per task: ML45's 50 tasks are 150k steps
         optim=OptimConfig(lr=5e-4, warmup_updates=500),
     )  # fmt: skip
 

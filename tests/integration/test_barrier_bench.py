@@ -38,8 +38,7 @@ def test_barrier_report_on_a_tiny_budget(tmp_path: Path) -> None:
 def test_barrier_set_applies_to_every_run_and_a_bad_one_fails_first(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     common = ["--preset", "smoke", "--steps", "400", "--seeds", "0", "--no-reference",
-              "--eval-trials", "8", "--root", str(tmp_path / "runs"),
-              "--out", str(tmp_path / "out")]
+              "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     with pytest.raises(SystemExit):
         main([*common, "--set", "loss.reward_multiplier=ten"])
     assert "loss.reward_multiplier=ten" in capsys.readouterr().err  # names the bad setting
@@ -48,6 +47,7 @@ def test_barrier_set_applies_to_every_run_and_a_bad_one_fails_first(
     assert main([*common, "--set", "loss.reward_multiplier=0.1"]) == 0
     summary = json.loads((tmp_path / "out" / "smoke_reward_multiplier-0.1.json").read_text())
     assert summary["settings"] == ["loss.reward_multiplier=0.1"]
+    assert summary["eval_trials"] == 256  # default: 8x smoke's 64 periodic trials, capped at 256
     for agent in ("amago2", "baseline"):
         stored = json.loads(next((tmp_path / "runs" / "smoke_reward_multiplier-0.1" / agent)
                                  .rglob("config.json")).read_text())

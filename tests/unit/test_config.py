@@ -77,9 +77,15 @@ def test_a_run_stored_before_newer_settings_existed_resumes(tmp_path) -> None:
 
     old = get_preset("smoke").to_dict()
     del old["replay_weighting"], old["loss"]["n_step"], old["optim"]["lr_decay_updates"]
+    del old["loss"]["td_target"]
     (tmp_path / "config.json").write_text(json.dumps(old))
-    RunDir(tmp_path).prepare_config(get_preset("smoke"))
+    # td_target's old behaviour is not its default: such a run resumes with scalar targets only
+    with pytest.raises(ConfigError, match=r"loss.td_target=scalar \(now distributional\)"):
+        RunDir(tmp_path).prepare_config(get_preset("smoke"))
+    scalar = apply_overrides(get_preset("smoke"), ["loss.td_target=scalar"])
+    RunDir(tmp_path).prepare_config(scalar)
     stored = json.loads((tmp_path / "config.json").read_text())
     assert stored["replay_weighting"] == "trajectory" and stored["loss"]["n_step"] == 1
-    with pytest.raises(ConfigError, match="differs in: loss"):
-        RunDir(tmp_path).prepare_config(apply_overrides(get_preset("smoke"), ["loss.n_step=3"]))
+    assert stored["loss"]["td_target"] == "scalar"
+    with pytest.raises(ConfigError, match="differs in: loss.n_step=1 \\(now 3\\)"):
+        RunDir(tmp_path).prepare_config(apply_overrides(scalar, ["loss.n_step=3"]))

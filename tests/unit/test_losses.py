@@ -8,6 +8,7 @@ import torch
 from polyskill.agent.config import NetworkConfig
 from polyskill.agent.network import AgentNetwork
 from polyskill.agent.spaces import action_spec_from_space, obs_spec_from_space
+from polyskill.agent.two_hot import TwoHotBins
 from polyskill.trainer.batch import TensorBatch
 from polyskill.trainer.losses import LossConfig, _n_step, compute_loss, filtered_bc_loss
 
@@ -69,11 +70,14 @@ def test_filter_actor_loss_is_unchanged_when_rewards_and_values_scale_by_1000() 
 @pytest.mark.parametrize("agent", ["amago2", "baseline"])
 @pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.Box(-2, 2, (2,), np.float32)])
 @pytest.mark.parametrize("n_step", [1, 3])
-def test_padded_steps_contribute_nothing(agent: str, space: gym.Space, n_step: int) -> None:
+@pytest.mark.parametrize("td_target", ["scalar", "distributional"])
+def test_padded_steps_contribute_nothing(agent: str, space: gym.Space, n_step: int,
+                                         td_target: str) -> None:
     net = tiny_net(agent, space)
     batch = random_batch(net)
+    cfg = LossConfig(n_step=n_step, td_target=td_target)
     torch.manual_seed(5)
-    loss, _ = compute_loss(net, batch, LossConfig(n_step=n_step))
+    loss, _ = compute_loss(net, batch, cfg)
     grads = torch.autograd.grad(
         loss, [p for p in net.parameters() if p.requires_grad], allow_unused=True
     )
@@ -84,7 +88,7 @@ def test_padded_steps_contribute_nothing(agent: str, space: gym.Space, n_step: i
     batch.prev_rewards[pad] = 1e4
     net2 = tiny_net(agent, space)
     torch.manual_seed(5)
-    loss2, _ = compute_loss(net2, batch, LossConfig(n_step=n_step))
+    loss2, _ = compute_loss(net2, batch, cfg)
     grads2 = torch.autograd.grad(
         loss2, [p for p in net2.parameters() if p.requires_grad], allow_unused=True
     )
@@ -111,10 +115,29 @@ def test_n_step_targets_stop_at_termination_and_at_the_window_end() -> None:
     """r = 1, 2, 3, 4; Q(s_t+1) = 10, 20, 30, 40; gamma 0.5; the episode terminates after t = 1."""
     reward = torch.tensor([1.0, 2, 3, 4])[None, :, None]  # (B=1, T=4, 1)
     discount = 0.5 * torch.tensor([1.0, 0, 1, 1])[None, :, None]  # gamma (1 - terminated)
-    one_step = reward + discount * torch.tensor([10.0, 20, 30, 40])[None, :, None]  # 6 2 18 24
+    q_next = torch.tensor([10.0, 20, 30, 40])[None, :, None]
     has_next = torch.ones(1, 4, dtype=torch.bool)
-    assert _n_step(one_step, reward, discount, has_next, 1).flatten().tolist() == [6, 2, 18, 24]
+    assert _n_step(reward, discount, has_next, 1).of(q_next).flatten().tolist() == [6, 2, 18, 24]
     # t=0: 1 + 0.5 * 2 (the episode ends after t=1); t=2: 3 + 0.5 * 24; t=3: the window ends
-    assert _n_step(one_step, reward, discount, has_next, 3).flatten().tolist() == [2, 2, 15, 24]
+    assert _n_step(reward, discount, has_next, 3).of(q_next).flatten().tolist() == [2, 2, 15, 24]
     has_next[0, 3] = False  # step 3 is padding: t=2 keeps its one-step target
-    assert _n_step(one_step, reward, discount, has_next, 3).flatten().tolist() == [2, 2, 18, 24]
+    assert _n_step(reward, discount, has_next, 3).of(q_next).flatten().tolist() == [2, 2, 18, 24]
+
+
+def test_distributional_targets_shift_every_next_bin_and_stop_at_termination() -> None:
+    """A next-state distribution with all its mass on one bin z gives the two-hot label of
+    r + gamma z, the scalar target; a terminated step gives r's label whatever comes next."""
+    bins = TwoHotBins(32).double()
+    reward = torch.tensor([1.0, 2, 3], dtype=torch.float64)[None, :, None]  # (1, T=3, 1)
+    discount = 0.9 * torch.tensor([1.0, 0, 1], dtype=torch.float64)[None, :, None]
+    td = _n_step(reward, discount, torch.ones(1, 3, dtype=torch.bool), 1)
+    j = torch.tensor([20, 25, 28])  # the next state's bin, per step
+    point = torch.nn.functional.one_hot(j, 32).double()[None, :, None]  # (1, 3, G=1, 32)
+    z = bins.values[j][None, :, None]  # (1, 3, 1)
+    torch.testing.assert_close(td.labels(bins, point), bins.encode(td.of(z)))
+    torch.testing.assert_close(td.labels(bins, point)[0, 1, 0], bins.encode(reward[0, 1, 0]))
+    # a spread next distribution: the label is the mixture of the shifted bins' labels
+    spread = torch.softmax(torch.randn(1, 3, 1, 32, dtype=torch.float64), -1)
+    mixture = (spread[..., None] * bins.encode(td.offset[..., None] + td.scale[..., None]
+                                               * bins.values)).sum(-2)
+    torch.testing.assert_close(td.labels(bins, spread), mixture)

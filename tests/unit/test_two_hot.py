@@ -44,3 +44,13 @@ def test_the_decoded_value_of_a_coin_flip_falls_further_below_its_mean_at_larger
         share.append(bins.decode_probs(flip).item() / (c / 2))
     assert 0.75 < share[0] < 0.9 and share[1] < 0.5 and share[2] < 0.07 and share[3] < 0.01
     assert share == sorted(share, reverse=True)
+
+
+def test_projecting_a_distribution_is_the_mixture_of_its_values_two_hot_labels() -> None:
+    bins = TwoHotBins(32).double()
+    g = torch.Generator().manual_seed(0)
+    y = symexp(torch.randn(5, 7, generator=g, dtype=torch.float64) * 4)  # (5, K=7) raw values
+    probs = torch.softmax(torch.randn(5, 7, generator=g, dtype=torch.float64), -1)
+    labels = bins.project(y, probs)  # (5, 32)
+    torch.testing.assert_close(labels, (probs[..., None] * bins.encode(y)).sum(-2))
+    torch.testing.assert_close(labels.sum(-1), torch.ones(5, dtype=torch.float64))

@@ -26,10 +26,13 @@ Exercise it with: `.venv/bin/python -m pytest -q tests/integration/test_suites.p
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -201,3 +204,19 @@ def metaworld_tasks(
         for names, weight in ((train, 1.0), (test, 0.0))
         for name in names
     ]
+
+
+def reference_returns(task: str) -> dict[str, float] | None:
+    """Per-episode return of uniformly random actions and of Meta-World's scripted expert for a
+    v3 task (`{"random", "expert", ...}`), None for other names.
+
+    From metaworld_v3_reference_returns.json: 2 episodes each on a 2-core CPU machine, so a
+    normalisation reference, not exact values (the expert's success is 1.0 on every task).
+    """
+    return _reference_table().get(task)
+
+
+@functools.cache
+def _reference_table() -> dict[str, dict[str, float]]:
+    path = Path(__file__).with_name("metaworld_v3_reference_returns.json")
+    return json.loads(path.read_text())["tasks"]
