@@ -235,7 +235,8 @@ def write(summary: dict, out: Path, name: str) -> None:
         f"Preset `{summary['preset']}`, rescale {summary['rescale'] or 'none'}, settings "
         f"{' '.join(f'`{x}`' for x in summary['settings']) or 'as in the preset'}, budget "
         f"{summary['steps']:,} env steps per run, seeds {summary['seeds']}, "
-        f"{summary['eval_trials']} evaluation trials per task, machine: {summary['machine']}.",
+        f"{summary['eval_trials']} evaluation trials per task, amago2 TD targets "
+        f"{summary.get('td_target', 'scalar')}, machine: {summary['machine']}.",
         "",
         "Normalised: return / single-task reference; above chance: (return - chance) / "
         "(reference - chance), per seed, then averaged. In-context gain: last episode of a trial "
@@ -382,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     chance = _chance(_config(args.preset, args.steps, args.seeds[0], "amago2", rescale,
                              overrides=args.overrides), root, args.eval_trials)  # fmt: skip
     summary = report(args, results, tasks, k, chance)
+    summary["td_target"] = base.loss.td_target  # amago2's critic target (the default changed)
     write(summary, args.out, name)
     for r in summary["rows"]:
         print(

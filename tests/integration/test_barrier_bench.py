@@ -18,6 +18,8 @@ def test_barrier_report_on_a_tiny_budget(tmp_path: Path) -> None:
     assert all(r["done"] and r["env_steps"] >= 800 for r in summary["runs"].values())
     rows = {(r["agent"], r["task"]): r for r in summary["rows"]}
     assert rows[("amago2", "bandit")]["normalised"] == 1.0  # same config and seed as its reference
+    assert summary["td_target"] == "distributional"  # the default; named in the report
+    assert "TD targets distributional" in (tmp_path / "out" / "smoke_banditx100.md").read_text()
     # chance: 10 uniformly random pulls at 0.32 expected reward, x100 (64 trials: sd ~18)
     chance = rows[("amago2", "bandit")]["chance"]
     assert 250 < chance < 390, chance

@@ -15,7 +15,7 @@ import pytest
 def test_demo_promotes_serves_and_shows_an_in_context_gain(tmp_path: Path) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     proc = subprocess.run(
-        [sys.executable, "-m", "polyskill.cli", "demo", "--minutes", "1.5", "--sessions", "4"],
+        [sys.executable, "-m", "polyskill.cli", "demo", "--minutes", "1.5", "--sessions", "8"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280,
     )
     out = proc.stdout
