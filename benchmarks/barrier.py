@@ -76,6 +76,18 @@ def _config(
     return cfg
 
 
+def _td_targets(root: Path, default: str) -> str:
+    """amago2's critic target as its runs were trained (runs stored before the setting existed
+    used scalar targets), e.g. "distributional" or "scalar, distributional"."""
+    from polyskill.trainer.config import TrainConfig
+
+    stored = {
+        TrainConfig.from_dict(json.loads(p.read_text())).loss.td_target
+        for p in (root / "amago2").glob("seed*/config.json")
+    }
+    return ", ".join(sorted(stored or {default}))
+
+
 def _slug(override: str) -> str:
     """`loss.reward_multiplier=0.1` -> `reward_multiplier-0.1` (a file-name part)."""
     key, _, value = override.partition("=")
@@ -227,8 +239,10 @@ def write(summary: dict, out: Path, name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
     partial = [k for k, r in summary["runs"].items() if not r["done"]]
-    # Suites with success flags or a scripted expert (Meta-World) get two more columns.
-    suite = any(r["success"] is not None or r["expert"] is not None for r in summary["rows"])
+    # Tasks with success flags get a success column; a suite with a scripted expert (Meta-World)
+    # gets the expert-normalised one.
+    success = any(r["success"] is not None for r in summary["rows"])
+    expert = any(r["expert"] is not None for r in summary["rows"])
     lines = [
         f"# Reward-scale barrier: `{name}`",
         "",
@@ -241,15 +255,17 @@ def write(summary: dict, out: Path, name: str) -> None:
         "Normalised: return / single-task reference; above chance: (return - chance) / "
         "(reference - chance), per seed, then averaged. In-context gain: last episode of a trial "
         "minus the first. Returns are per trial (all its episodes)."
-        + (" Success: share of episodes solved (the single-task reference's in brackets); "
-           "expert-normalised: (return - chance) / (scripted expert - chance), the suite's "
+        + (" Success: share of episodes solved (the single-task reference's in brackets)."
+           if success else "")
+        + (" Expert-normalised: (return - chance) / (scripted expert - chance), the suite's "
            "random and expert returns per episode times the episodes per trial."
-           if suite else ""),
+           if expert else ""),
         "",
         "| agent | task | return (per seed) | chance | normalised | above chance (per seed) "
-        "| in-context gain |" + (" success (reference) | expert-normalised |" if suite else "")
-        + " seeds |",
-        "|---|---|---|---|---|---|---|" + ("---|---|" if suite else "") + "---|",
+        "| in-context gain |" + (" success (reference) |" if success else "")
+        + (" expert-normalised |" if expert else "") + " seeds |",
+        "|---|---|---|---|---|---|---|" + ("---|" if success else "") + ("---|" if expert else "")
+        + "---|",
     ]
 
     def fmt(x: float | None, spec: str = ".3f") -> str:
@@ -266,8 +282,9 @@ def write(summary: dict, out: Path, name: str) -> None:
             f"{fmt(r['normalised_above_chance'], '.2f')}"
             f"{each(r['normalised_above_chance_per_seed'], '.2f')} | "
             f"{fmt(r['in_context_gain'])} |"
-            + (f" {fmt(r['success'], '.2f')} ({fmt(r['reference_success'], '.2f')}) | "
-               f"{fmt(r['normalised_expert'], '.2f')} |" if suite else "")
+            + (f" {fmt(r['success'], '.2f')} ({fmt(r['reference_success'], '.2f')}) |"
+               if success else "")
+            + (f" {fmt(r['normalised_expert'], '.2f')} |" if expert else "")
             + f" {r['seeds']} |"
         )
     if partial:
@@ -383,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     chance = _chance(_config(args.preset, args.steps, args.seeds[0], "amago2", rescale,
                              overrides=args.overrides), root, args.eval_trials)  # fmt: skip
     summary = report(args, results, tasks, k, chance)
-    summary["td_target"] = base.loss.td_target  # amago2's critic target (the default changed)
+    summary["td_target"] = _td_targets(root, base.loss.td_target)
     write(summary, args.out, name)
     for r in summary["rows"]:
         print(
