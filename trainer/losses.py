@@ -125,29 +125,32 @@ def _td_target(
     terminated: torch.Tensor,
     has_next: torch.Tensor,
     cfg: LossConfig,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """r + gamma (1 - done) Q_target(s', a') (n-step: `_n_step`); (B, T) rewards, terminated and
-    has_next (transition t exists: the action mask) -> the raw-scale scalar targets (B, T, G) and,
-    for amago2 with `td_target="distributional"`, the critic's labels (B, T, G, NB)."""
+    has_next (transition t exists: the action mask) -> (the raw-scale scalar targets (B, T, G),
+    None), or for amago2 with `td_target="distributional"` (None, the critic's labels
+    (B, T, G, NB)): no value is decoded then."""
     pick = torch.randperm(net.cfg.num_critics, device=h_next.device)[:2]
     dist = net.target_actor(h_next)  # batch (B, T, G)
-    if isinstance(dist, Categorical):
+    discrete = isinstance(dist, Categorical)
+    if discrete:
         out = net.target_critics(h_next, critic_ids=pick)  # (2, B, T, G, A, o)
-        q_next = (dist.probs * net.critic_values(out, all_actions=True).mean(0)).sum(-1)
     else:
         a_next = net.action_input(dist.sample())  # (B, T, G, A)
         out = net.target_critics(h_next, a_next, pick)  # (2, B, T, G, o)
-        q_next = net.critic_values(out).mean(0)  # (B, T, G)
     not_done = 1.0 - terminated.float()[..., None]
     reward = cfg.reward_multiplier * rewards[..., None]  # (B, T, 1)
     td = _n_step(reward, not_done * net.gammas, has_next, cfg.n_step)
-    labels = None
     if net.cfg.agent == "amago2" and cfg.td_target == "distributional":
         probs = torch.softmax(out, -1).mean(0)  # (B, T, G[, A], NB)
-        if isinstance(dist, Categorical):
+        if discrete:
             probs = (dist.probs[..., None] * probs).sum(-2)  # the target policy's mixture
-        labels = td.labels(net.bins, probs)
-    return td.of(q_next), labels
+        return None, td.labels(net.bins, probs)
+    if discrete:
+        q_next = (dist.probs * net.critic_values(out, all_actions=True).mean(0)).sum(-1)
+    else:
+        q_next = net.critic_values(out).mean(0)  # (B, T, G)
+    return td.of(q_next), None
 
 
 def _n_step(reward: torch.Tensor, discount: torch.Tensor, has_next: torch.Tensor,
