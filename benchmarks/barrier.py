@@ -2,11 +2,14 @@
 
     polyskill bench barrier --preset scales --steps 200000 --seeds 0 1 2
     polyskill bench barrier --preset scales --rescale bandit=100      # the paper's rescaling test
+    polyskill bench barrier --preset scales --reference-agents amago2 baseline
     polyskill bench barrier --preset metaworld-scales --max-minutes 50  # chunked: rerun to go on
     polyskill bench barrier --set loss.reward_multiplier=0.1  # a setting for every run
 
 For each (agent, seed) the preset's whole task mix is trained with the same budget; for each task a
-single-task reference (amago2, same budget, same seed) gives the score to normalise by. Every run
+single-task reference (same budget, same seed) gives the score to normalise by: amago2's by
+default, each agent's own with `--reference-agents amago2 baseline` (a baseline that is crowded
+out in the mix learns the task alone; one that cannot learn it at all is not crowded out). Every run
 lives in its own run directory and resumes, so a study longer than one sitting is run in chunks
 (`--max-minutes` stops the current run with a checkpoint; run the same command again). The report
 (JSON, a markdown table and a PNG) only ever shows what was reached: runs still short of the budget
@@ -41,7 +44,7 @@ EVAL_SEED = 12345  # every run is scored on the same task samples
 
 @dataclass
 class RunResult:
-    label: str  # "amago2/seed0" or "reference/<task>/seed0"
+    label: str  # "amago2/seed0", "reference/<task>/seed0" or "reference-baseline/<task>/seed0"
     env_steps: int
     budget: int
     eval: dict[str, float]
@@ -88,19 +91,29 @@ def _td_targets(root: Path, default: str) -> str:
     return ", ".join(sorted(stored or {default}))
 
 
+def _reference(agent: str) -> str:
+    """The label prefix and directory of an agent's single-task references (amago2's keep the
+    plain name they had before baseline references existed)."""
+    return "reference" if agent == "amago2" else f"reference-{agent}"
+
+
 def _slug(override: str) -> str:
     """`loss.reward_multiplier=0.1` -> `reward_multiplier-0.1` (a file-name part)."""
     key, _, value = override.partition("=")
     return f"{key.strip().split('.')[-1]}-{value.strip()}".replace("/", "_").replace(" ", "")
 
 
-def _run(cfg, run_dir: Path, label: str, deadline: float, eval_trials: int) -> RunResult:
+def _run(
+    cfg, run_dir: Path, label: str, deadline: float, eval_trials: int, train_more: bool = True
+) -> RunResult:
+    """Train the run up to its budget (or the deadline; `train_more=False`: not at all), then
+    score its latest checkpoint."""
     from polyskill.trainer.loop import RunDir, train
 
     latest = RunDir(run_dir).latest_checkpoint()
     steps = json.loads((latest / "counters.json").read_text())["env_steps"] if latest else 0
     remaining = deadline - time.monotonic()
-    if steps < cfg.total_steps and remaining > 30:
+    if train_more and steps < cfg.total_steps and remaining > 30:
         cfg.max_seconds = remaining
         train(cfg, run_dir, track=False)
         latest = RunDir(run_dir).latest_checkpoint()
@@ -171,14 +184,18 @@ def report(
     chance: dict[str, float | None],
 ) -> dict:
     rows = []
+    ref_agents = getattr(args, "reference_agents", ["amago2"])
     for agent in AGENTS:
+        # Each agent against its own single-task runs where they were trained (what crowding out
+        # means), else against amago2's.
+        ref_agent = agent if agent in ref_agents else "amago2"
         for task in tasks:
             scores, normed, above, gains, succ, ref_succ = [], [], [], [], [], []
             rand = chance.get(task)
             expert = _suite_reference(task, "expert", k)
             for seed in args.seeds:
                 run = results.get(f"{agent}/seed{seed}")
-                ref = results.get(f"reference/{task}/seed{seed}")
+                ref = results.get(f"{_reference(ref_agent)}/{task}/seed{seed}")
                 s = _task_score(run, task) if run else None
                 r = _task_score(ref, task) if ref else None
                 if s is None:
@@ -198,12 +215,14 @@ def report(
                 {
                     "agent": agent,
                     "task": task,
+                    "reference_agent": ref_agent,
                     "return": _mean(scores),
                     "return_per_seed": scores,
                     "chance": rand,
                     "normalised": _mean(normed),
                     "normalised_above_chance": _mean(above),
                     "normalised_above_chance_per_seed": above,
+                    "seeds_at_80_percent": sum(x >= 0.8 for x in above),
                     "in_context_gain": _mean(gains),
                     "success": _mean(succ),
                     "reference_success": _mean(ref_succ),
@@ -243,6 +262,7 @@ def write(summary: dict, out: Path, name: str) -> None:
     # gets the expert-normalised one.
     success = any(r["success"] is not None for r in summary["rows"])
     expert = any(r["expert"] is not None for r in summary["rows"])
+    unrescaled = any(r.get("unrescaled_above_chance") is not None for r in summary["rows"])
     lines = [
         f"# Reward-scale barrier: `{name}`",
         "",
@@ -252,20 +272,26 @@ def write(summary: dict, out: Path, name: str) -> None:
         f"{summary['eval_trials']} evaluation trials per task, amago2 TD targets "
         f"{summary.get('td_target', 'scalar')}, machine: {summary['machine']}.",
         "",
-        "Normalised: return / single-task reference; above chance: (return - chance) / "
-        "(reference - chance), per seed, then averaged. In-context gain: last episode of a trial "
+        "Normalised: return / single-task reference (trained by the agent named in the "
+        "reference column, same budget and seed); above chance: (return - chance) / "
+        "(reference - chance), per seed, then averaged; at 80 %: seeds where that is >= 0.8 "
+        "(the claim's bar). In-context gain: last episode of a trial "
         "minus the first. Returns are per trial (all its episodes)."
+        + (f" Unrescaled: the same row's above-chance score without the rescaling "
+           f"(`{summary['unrescaled']['name']}`, seeds {summary['unrescaled']['seeds']})."
+           if unrescaled else "")
         + (" Success: share of episodes solved (the single-task reference's in brackets)."
            if success else "")
         + (" Expert-normalised: (return - chance) / (scripted expert - chance), the suite's "
            "random and expert returns per episode times the episodes per trial."
            if expert else ""),
         "",
-        "| agent | task | return (per seed) | chance | normalised | above chance (per seed) "
-        "| in-context gain |" + (" success (reference) |" if success else "")
+        "| agent | task | return (per seed) | chance | reference | normalised "
+        "| above chance (per seed) | at 80 % |" + (" unrescaled |" if unrescaled else "")
+        + " in-context gain |" + (" success (reference) |" if success else "")
         + (" expert-normalised |" if expert else "") + " seeds |",
-        "|---|---|---|---|---|---|---|" + ("---|" if success else "") + ("---|" if expert else "")
-        + "---|",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if unrescaled else "")
+        + ("---|" if success else "") + ("---|" if expert else "") + "---|",
     ]
 
     def fmt(x: float | None, spec: str = ".3f") -> str:
@@ -278,10 +304,12 @@ def write(summary: dict, out: Path, name: str) -> None:
         lines.append(
             f"| {r['agent']} | {r['task']} | {fmt(r['return'])}"
             f"{each(r['return_per_seed'], '.3g')} | {fmt(r['chance'])} | "
-            f"{fmt(r['normalised'], '.2f')} | "
+            f"{r.get('reference_agent', 'amago2')} | {fmt(r['normalised'], '.2f')} | "
             f"{fmt(r['normalised_above_chance'], '.2f')}"
             f"{each(r['normalised_above_chance_per_seed'], '.2f')} | "
-            f"{fmt(r['in_context_gain'])} |"
+            f"{_at_80(r)} |"
+            + (f" {fmt(r.get('unrescaled_above_chance'), '.2f')} |" if unrescaled else "")
+            + f" {fmt(r['in_context_gain'])} |"
             + (f" {fmt(r['success'], '.2f')} ({fmt(r['reference_success'], '.2f')}) |"
                if success else "")
             + (f" {fmt(r['normalised_expert'], '.2f')} |" if expert else "")
@@ -291,6 +319,30 @@ def write(summary: dict, out: Path, name: str) -> None:
         lines += ["", f"Partial runs (short of the budget, reported as reached): {partial}"]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     _plot(summary, out / f"{name}.png")
+
+
+def _at_80(row: dict) -> str:
+    """Seeds whose above-chance score reaches the claim's 0.8, as "2 of 3" ("-": undefined)."""
+    above = row["normalised_above_chance_per_seed"]
+    return f"{row['seeds_at_80_percent']} of {len(above)}" if above else "-"
+
+
+def _with_unrescaled(summary: dict, out: Path, name: str) -> dict:
+    """A rescaled study's rows get the unrescaled study's above-chance score (its report in
+    `out`, if run): "loses little when one task is rescaled" reads off one table."""
+    path = out / f"{name}.json"
+    if not summary["rescale"] or not path.exists():
+        return summary
+    base = json.loads(path.read_text())
+    # like for like only: a score against another agent's reference is left out
+    scores = {
+        (r["agent"], r["task"], r.get("reference_agent", "amago2")): r["normalised_above_chance"]
+        for r in base["rows"]
+    }
+    for r in summary["rows"]:
+        r["unrescaled_above_chance"] = scores.get((r["agent"], r["task"], r["reference_agent"]))
+    summary["unrescaled"] = {"name": name, "seeds": base["seeds"]}
+    return summary
 
 
 def _plot(summary: dict, path: Path) -> None:
@@ -347,6 +399,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-reference", action="store_true", help="skip single-task references")
     p.add_argument(
+        "--reference-agents",
+        nargs="+",
+        choices=AGENTS,
+        default=["amago2"],
+        help="agents that train single-task references (default amago2; add baseline to "
+        "normalise each agent by its own: whether the baseline is crowded out or cannot learn "
+        "the task at all)",
+    )
+    p.add_argument(
+        "--reference-tasks",
+        nargs="+",
+        default=None,
+        metavar="TASK",
+        help="train single-task references for these tasks only (default: every task; those "
+        "of other tasks already in the run directory are still scored)",
+    )
+    p.add_argument(
         "--eval-trials",
         type=int,
         default=None,
@@ -368,8 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         task, _, factor = item.partition("=")
         rescale[task] = float(factor)
     args.rescale = rescale
-    name = args.preset + "".join(f"_{t}x{f:g}" for t, f in sorted(rescale.items()))
-    name += "".join(f"_{_slug(item)}" for item in args.overrides)
+    settings = "".join(f"_{_slug(item)}" for item in args.overrides)
+    name = args.preset + "".join(f"_{t}x{f:g}" for t, f in sorted(rescale.items())) + settings
     root = args.root / name
     deadline = time.monotonic() + (args.max_minutes * 60 if args.max_minutes else 1e12)
 
@@ -378,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     tasks, k = [t.name for t in base.tasks], base.episodes_per_trial
+    unknown = set(args.reference_tasks or []) - set(tasks)
+    if unknown:
+        p.error(f"--reference-tasks {sorted(unknown)}: not in preset {args.preset!r} {tasks}")
     if args.eval_trials is None:
         args.eval_trials = min(256, 8 * base.eval_trials_per_task)
     results: dict[str, RunResult] = {}
@@ -388,19 +460,24 @@ def main(argv: list[str] | None = None) -> int:
             results[label] = _run(
                 cfg, root / agent / f"seed{seed}", label, deadline, args.eval_trials
             )
-        if not args.no_reference:
+        for agent in [] if args.no_reference else args.reference_agents:
             for task in tasks:
-                label = f"reference/{task}/seed{seed}"
-                cfg = _config(args.preset, args.steps, seed, "amago2", rescale, only_task=task,
+                # references outside --reference-tasks are scored if already trained, not trained
+                train_more = args.reference_tasks is None or task in args.reference_tasks
+                label = f"{_reference(agent)}/{task}/seed{seed}"
+                run_dir = root / _reference(agent) / task / f"seed{seed}"
+                if not train_more and not (run_dir / "config.json").exists():
+                    continue
+                cfg = _config(args.preset, args.steps, seed, agent, rescale, only_task=task,
                               overrides=args.overrides)
                 results[label] = _run(
-                    cfg, root / "reference" / task / f"seed{seed}", label, deadline,
-                    args.eval_trials,
+                    cfg, run_dir, label, deadline, args.eval_trials, train_more=train_more
                 )  # fmt: skip
     chance = _chance(_config(args.preset, args.steps, args.seeds[0], "amago2", rescale,
                              overrides=args.overrides), root, args.eval_trials)  # fmt: skip
     summary = report(args, results, tasks, k, chance)
     summary["td_target"] = _td_targets(root, base.loss.td_target)
+    summary = _with_unrescaled(summary, args.out, args.preset + settings)
     write(summary, args.out, name)
     for r in summary["rows"]:
         print(

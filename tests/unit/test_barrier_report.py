@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from polyskill.benchmarks.barrier import RunResult, _chance, _config, report, write
+from polyskill.benchmarks.barrier import (
+    RunResult,
+    _chance,
+    _config,
+    _with_unrescaled,
+    report,
+    write,
+)
 from polyskill.trainer.envs.metaworld import reference_returns
 
 
@@ -50,6 +57,8 @@ def test_metaworld_report_normalises_by_the_suite_table_and_shows_success(tmp_pa
     write(summary, tmp_path / "out", "mw")
     md = (tmp_path / "out" / "mw.md").read_text()
     assert "success (reference)" in md and "| 0.25 (0.50) | 0.50 |" in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1, table
     assert "Partial runs" in md and "amago2/seed0" in md.split("Partial runs")[1]  # 600 < 1,000
     assert json.loads((tmp_path / "out" / "mw.json").read_text())["rows"] == summary["rows"]
 
@@ -59,3 +68,61 @@ def test_reference_table_covers_the_scales_set_and_nothing_else() -> None:
         ref = reference_returns(task)
         assert ref is not None and ref["expert"] > ref["random"] >= 0
     assert reference_returns("bandit") is None
+
+
+def _bandit(label: str, ret: float) -> RunResult:
+    return RunResult(label, 1_000, 1_000, {"eval/bandit/return": ret})
+
+
+def test_each_agent_is_normalised_by_its_own_references_and_the_bar_is_counted(
+    tmp_path: Path,
+) -> None:
+    results = {
+        "amago2/seed0": _bandit("amago2/seed0", 3.0),
+        "amago2/seed1": _bandit("amago2/seed1", 4.0),
+        "baseline/seed0": _bandit("baseline/seed0", 2.5),
+        "baseline/seed1": _bandit("baseline/seed1", 2.5),
+        "reference/bandit/seed0": _bandit("reference/bandit/seed0", 4.0),
+        "reference/bandit/seed1": _bandit("reference/bandit/seed1", 4.0),
+        "reference-baseline/bandit/seed0": _bandit("reference-baseline/bandit/seed0", 3.0),
+        "reference-baseline/bandit/seed1": _bandit("reference-baseline/bandit/seed1", 2.0),
+    }
+    chance = {"bandit": 2.0}
+
+    def rows(reference_agents: list[str], rescale: dict) -> dict:
+        args = argparse.Namespace(seeds=[0, 1], preset="scales", rescale=rescale, overrides=[],
+                                  steps=1_000, eval_trials=256,
+                                  reference_agents=reference_agents)
+        return report(args, results, ["bandit"], 8, chance)
+
+    own = {r["agent"]: r for r in rows(["amago2", "baseline"], {})["rows"]}
+    assert own["amago2"]["reference_agent"] == "amago2"
+    assert own["amago2"]["normalised_above_chance_per_seed"] == [0.5, 1.0]
+    assert own["amago2"]["seeds_at_80_percent"] == 1
+    # the baseline's seed-1 reference is at chance: no above-chance score for that seed
+    assert own["baseline"]["reference_agent"] == "baseline"
+    assert own["baseline"]["normalised_above_chance_per_seed"] == [0.5]
+    # without baseline references the baseline is read against amago2's
+    fallback = {r["agent"]: r for r in rows(["amago2"], {})["rows"]}
+    assert fallback["baseline"]["reference_agent"] == "amago2"
+    assert fallback["baseline"]["normalised_above_chance_per_seed"] == [0.25, 0.25]
+
+    # a rescaled study shows the unrescaled study's scores beside its own
+    summary = rows(["amago2", "baseline"], {})
+    write(summary, tmp_path, "scales")
+    rescaled = _with_unrescaled(rows(["amago2"], {"bandit": 100.0}), tmp_path, "scales")
+    by_agent = {r["agent"]: r for r in rescaled["rows"]}
+    assert by_agent["amago2"]["unrescaled_above_chance"] == pytest.approx(0.75)
+    write(rescaled, tmp_path, "scales_banditx100")
+    md = (tmp_path / "scales_banditx100.md").read_text()
+    assert "| unrescaled |" in md and "`scales`, seeds [0, 1]" in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1, table  # header, rule, rows agree
+    amago_line = next(line for line in md.splitlines() if line.startswith("| amago2 | bandit"))
+    assert "| amago2 | 0.88 | 0.75 (0.50 / 1.00) | 1 of 2 | 0.75 |" in amago_line
+    # an unrescaled study has no such column, and a missing unrescaled report adds nothing
+    assert "unrescaled" not in (tmp_path / "scales.md").read_text()
+    assert _with_unrescaled(rows(["amago2"], {"bandit": 100.0}), tmp_path / "none", "scales")[
+        "rows"][0].get("unrescaled_above_chance") is None
+    # the unrescaled baseline was read against its own reference, this one against amago2's
+    assert by_agent["baseline"]["unrescaled_above_chance"] is None
