@@ -32,6 +32,12 @@ class NetworkConfig:
     num_bins: int = 64
     bin_low: float = -1e5
     bin_high: float = 1e5
+    critic_decode: Literal["symlog", "mean"] = "symlog"
+    """How amago2 reads a value off its bin distribution: "symlog" = symexp of the expected
+    symlog bin (DreamerV3 and the AMAGO reference code), "mean" = the expected raw bin value
+    (the distribution's mean; with distributional TD targets that is the expected return, where
+    "symlog" is a risk-averse certainty equivalent). Advantages, hence the actor's filter, and
+    scalar TD targets use it."""
     log_std_min: float = -5.0
     log_std_max: float = 1.0
     prob_min: float = 1e-3
@@ -51,6 +57,10 @@ class NetworkConfig:
         if not self.gammas or not all(0.0 <= g < 1.0 for g in self.gammas):
             raise ValueError(
                 f"gammas must be a non-empty list of values in [0, 1), got {self.gammas}"
+            )
+        if self.critic_decode not in ("symlog", "mean"):
+            raise ValueError(
+                f"critic_decode must be 'symlog' or 'mean', got {self.critic_decode!r}"
             )
         if self.num_critics < 2:
             raise ValueError(

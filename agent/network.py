@@ -35,7 +35,7 @@ class AgentNetwork(nn.Module):
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.register_buffer("gammas", torch.tensor(cfg.gammas))
         if cfg.agent == "amago2":
-            self.bins = TwoHotBins(cfg.num_bins, cfg.bin_low, cfg.bin_high)
+            self.bins = TwoHotBins(cfg.num_bins, cfg.bin_low, cfg.bin_high, cfg.critic_decode)
         else:
             self.popart = PopArt(len(cfg.gammas))
         if action_spec.kind == "continuous":

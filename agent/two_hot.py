@@ -23,8 +23,13 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
 class TwoHotBins(torch.nn.Module):
     """B bins evenly spaced in symlog space over [low, high] (in raw value units)."""
 
-    def __init__(self, num_bins: int, low: float = -1e5, high: float = 1e5) -> None:
+    def __init__(
+        self, num_bins: int, low: float = -1e5, high: float = 1e5, decode: str = "symlog"
+    ) -> None:
         super().__init__()
+        if decode not in ("symlog", "mean"):
+            raise ValueError(f"decode must be 'symlog' or 'mean', got {decode!r}")
+        self.decode = decode
         if num_bins < 2:
             raise ValueError(f"two-hot needs at least 2 bins, got {num_bins}")
         if not low < high:
@@ -62,8 +67,11 @@ class TwoHotBins(torch.nn.Module):
         return labels
 
     def decode_probs(self, probs: torch.Tensor) -> torch.Tensor:
-        """(..., B) probabilities -> (...) raw values: symexp of the expected bin position."""
-        return symexp(probs @ self.centers)  # a matmul: no (..., B) temporary
+        """(..., B) probabilities -> (...) raw values: symexp of the expected bin position
+        ("symlog"), or the expected raw bin value ("mean"). Matmuls: no (..., B) temporary."""
+        if self.decode == "mean":
+            return probs @ self.values
+        return symexp(probs @ self.centers)
 
     def decode_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return self.decode_probs(torch.softmax(logits, dim=-1))

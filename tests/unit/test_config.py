@@ -39,6 +39,7 @@ def test_overrides_reach_nested_configs_and_round_trip() -> None:
         ("replay_weighting=recent", "choose one of"),
         ("optim.lr_final_fraction=2", r"lr_final_fraction must be in \[0, 1\]"),
         ("loss.n_step=0", "loss: n_step must be >= 1"),
+        ("network.critic_decode=median", "choose one of"),
     ],
 )
 def test_bad_overrides_fail_with_a_clear_message(override: str, message: str) -> None:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from polyskill.agent.two_hot import TwoHotBins, symexp, symlog
@@ -44,6 +45,25 @@ def test_the_decoded_value_of_a_coin_flip_falls_further_below_its_mean_at_larger
         share.append(bins.decode_probs(flip).item() / (c / 2))
     assert 0.75 < share[0] < 0.9 and share[1] < 0.5 and share[2] < 0.07 and share[3] < 0.01
     assert share == sorted(share, reverse=True)
+
+
+def test_the_mean_decode_values_a_coin_flip_at_its_mean_on_every_scale() -> None:
+    """critic_decode="mean": the expected raw bin value is risk-neutral, so a 0-or-c coin flip is
+    worth ~c/2 (two-hot interpolates in symlog space: a few % above it), and it beats a sure c/3
+    at every scale, where the symlog decode prefers the sure thing from c = 10 up."""
+    mean, sym = TwoHotBins(64, decode="mean").double(), TwoHotBins(64).double()
+    for c in (1.0, 10.0, 1000.0, 100_000.0):
+        flip = mean.encode(torch.tensor([0.0, c], dtype=torch.float64)).mean(0)
+        sure = mean.encode(torch.tensor(c / 3, dtype=torch.float64))
+        assert 1.0 <= mean.decode_probs(flip).item() / (c / 2) < 1.05
+        assert mean.decode_probs(flip) > mean.decode_probs(sure)
+        if c >= 10:
+            assert sym.decode_probs(flip) < sym.decode_probs(sure)
+
+
+def test_an_unknown_decode_is_rejected() -> None:
+    with pytest.raises(ValueError, match="decode must be 'symlog' or 'mean'"):
+        TwoHotBins(8, decode="median")
 
 
 def test_projecting_a_distribution_is_the_mixture_of_its_values_two_hot_labels() -> None:
