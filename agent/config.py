@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from .two_hot import Decode
 
 
 @dataclass
@@ -32,7 +34,7 @@ class NetworkConfig:
     num_bins: int = 64
     bin_low: float = -1e5
     bin_high: float = 1e5
-    critic_decode: Literal["symlog", "mean"] = "symlog"
+    critic_decode: Decode = "symlog"
     """How amago2 reads a value off its bin distribution: "symlog" = symexp of the expected
     symlog bin (DreamerV3 and the AMAGO reference code), "mean" = the expected raw bin value
     (the distribution's mean; with distributional TD targets that is the expected return, where
@@ -58,7 +60,7 @@ class NetworkConfig:
             raise ValueError(
                 f"gammas must be a non-empty list of values in [0, 1), got {self.gammas}"
             )
-        if self.critic_decode not in ("symlog", "mean"):
+        if self.critic_decode not in get_args(Decode):
             raise ValueError(
                 f"critic_decode must be 'symlog' or 'mean', got {self.critic_decode!r}"
             )

@@ -9,7 +9,12 @@ losses of the same size. The bin range is fixed (never normalised per task or ov
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
+
+Decode = Literal["symlog", "mean"]
+"""How a value is read off the bins (see NetworkConfig.critic_decode)."""
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
@@ -24,10 +29,10 @@ class TwoHotBins(torch.nn.Module):
     """B bins evenly spaced in symlog space over [low, high] (in raw value units)."""
 
     def __init__(
-        self, num_bins: int, low: float = -1e5, high: float = 1e5, decode: str = "symlog"
+        self, num_bins: int, low: float = -1e5, high: float = 1e5, decode: Decode = "symlog"
     ) -> None:
         super().__init__()
-        if decode not in ("symlog", "mean"):
+        if decode not in get_args(Decode):
             raise ValueError(f"decode must be 'symlog' or 'mean', got {decode!r}")
         self.decode = decode
         if num_bins < 2:
