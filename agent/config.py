@@ -34,12 +34,14 @@ class NetworkConfig:
     num_bins: int = 64
     bin_low: float = -1e5
     bin_high: float = 1e5
-    critic_decode: Decode = "symlog"
-    """How amago2 reads a value off its bin distribution: "symlog" = symexp of the expected
-    symlog bin (DreamerV3 and the AMAGO reference code), "mean" = the expected raw bin value
-    (the distribution's mean; with distributional TD targets that is the expected return, where
-    "symlog" is a risk-averse certainty equivalent). Advantages, hence the actor's filter, and
-    scalar TD targets use it."""
+    critic_decode: Decode = "trimmed"
+    """How amago2 reads a value off its bin distribution (advantages, hence the actor's filter,
+    and scalar TD targets use it). "symlog" = symexp of the expected symlog bin (DreamerV3 and
+    the AMAGO reference code): a risk-averse certainty equivalent, which kept amago2 from
+    exploring a sparse task; "mean" = the expected raw bin value (with distributional TD targets,
+    the expected return), but a big-reward task's far bins then swamp a small task's values in a
+    mix; "trimmed" (default) = that mean over the bins above the softmax's noise floor.
+    docs/results/barrier.md has the runs. Configs stored without it read as "symlog"."""
     log_std_min: float = -5.0
     log_std_max: float = 1.0
     prob_min: float = 1e-3
@@ -62,7 +64,7 @@ class NetworkConfig:
             )
         if self.critic_decode not in get_args(Decode):
             raise ValueError(
-                f"critic_decode must be 'symlog' or 'mean', got {self.critic_decode!r}"
+                f"critic_decode must be one of {get_args(Decode)}, got {self.critic_decode!r}"
             )
         if self.num_critics < 2:
             raise ValueError(
@@ -77,4 +79,6 @@ class NetworkConfig:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> NetworkConfig:
         known = {f.name for f in fields(NetworkConfig)}
+        # stored before critic_decode existed: those runs read values as "symlog"
+        d = {"critic_decode": "symlog", **d}
         return NetworkConfig(**{k: v for k, v in d.items() if k in known})

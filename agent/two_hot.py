@@ -13,8 +13,13 @@ from typing import Literal, get_args
 
 import torch
 
-Decode = Literal["symlog", "mean"]
+Decode = Literal["symlog", "mean", "trimmed"]
 """How a value is read off the bins (see NetworkConfig.critic_decode)."""
+
+TRIM_FLOOR = 0.25
+""""trimmed" drops bins holding less than TRIM_FLOOR / num_bins of the probability (a quarter of
+the uniform share): the softmax's noise floor, which on the far bins of a wide symlog range
+(+-1e5) can outweigh a small task's whole value (measured: 1.7 % of mass, 11.6 of a 30 value)."""
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
@@ -33,7 +38,7 @@ class TwoHotBins(torch.nn.Module):
     ) -> None:
         super().__init__()
         if decode not in get_args(Decode):
-            raise ValueError(f"decode must be 'symlog' or 'mean', got {decode!r}")
+            raise ValueError(f"decode must be one of {get_args(Decode)}, got {decode!r}")
         self.decode = decode
         if num_bins < 2:
             raise ValueError(f"two-hot needs at least 2 bins, got {num_bins}")
@@ -73,9 +78,13 @@ class TwoHotBins(torch.nn.Module):
 
     def decode_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """(..., B) probabilities -> (...) raw values: symexp of the expected bin position
-        ("symlog"), or the expected raw bin value ("mean"). Matmuls: no (..., B) temporary."""
+        ("symlog"), the expected raw bin value ("mean"), or that expectation over the bins above
+        the noise floor, renormalised ("trimmed")."""
         if self.decode == "mean":
             return probs @ self.values
+        if self.decode == "trimmed":
+            kept = probs * (probs >= TRIM_FLOOR / self.num_bins)  # (..., B)
+            return (kept @ self.values) / kept.sum(-1)
         return symexp(probs @ self.centers)
 
     def decode_logits(self, logits: torch.Tensor) -> torch.Tensor:

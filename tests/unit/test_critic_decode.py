@@ -61,8 +61,9 @@ def _arm_values(net: AgentNetwork, decode: str) -> np.ndarray:
     return q.mean(0)[0, 0, 0].numpy()
 
 
-def test_the_mean_read_out_prefers_the_arm_with_the_higher_expected_return(critic) -> None:
-    q = _arm_values(critic, "mean")
+@pytest.mark.parametrize("decode", ["mean", "trimmed"])
+def test_the_mean_read_out_prefers_the_arm_with_the_higher_expected_return(critic, decode) -> None:
+    q = _arm_values(critic, decode)
     assert q[0] > q[1], q
     assert q[0] == pytest.approx(M / 2, rel=0.15) and q[1] == pytest.approx(M / 3, rel=0.15)
 

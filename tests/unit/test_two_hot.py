@@ -61,8 +61,28 @@ def test_the_mean_decode_values_a_coin_flip_at_its_mean_on_every_scale() -> None
             assert sym.decode_probs(flip) < sym.decode_probs(sure)
 
 
+def test_the_trimmed_decode_ignores_a_noise_floor_on_far_bins_but_keeps_a_real_gamble() -> None:
+    """What a shared critic does in a mix (docs/results/barrier.md): a small task's value (~3)
+    carries a softmax leak of ~1 % spread over the far bins that a big-reward task uses. The mean
+    read-out adds that leak times up to 1e5; the trimmed one drops bins under a quarter of the
+    uniform share, yet still values a 10 %-chance-of-c gamble at its mean."""
+    mean, trim = TwoHotBins(32, decode="mean").double(), TwoHotBins(32, decode="trimmed").double()
+    far = (trim.values > 100).double()
+    leak = 0.01 * far / far.sum()  # (B,) 1 % of the mass, evenly over the far bins
+    clean = trim.encode(torch.tensor(3.0, dtype=torch.float64))
+    probs = 0.99 * clean + leak
+    assert mean.decode_probs(probs) > 100  # swamped
+    assert trim.decode_probs(probs).item() == pytest.approx(mean.decode_probs(clean).item())
+    for c in (10.0, 1000.0, 100_000.0):
+        gamble = torch.tensor([0.9, 0.1], dtype=torch.float64) @ trim.encode(
+            torch.tensor([0.0, c], dtype=torch.float64)
+        )
+        assert trim.decode_probs(gamble).item() == pytest.approx(mean.decode_probs(gamble).item())
+        assert 0.099 * c < trim.decode_probs(gamble).item() < 0.11 * c
+
+
 def test_an_unknown_decode_is_rejected() -> None:
-    with pytest.raises(ValueError, match="decode must be 'symlog' or 'mean'"):
+    with pytest.raises(ValueError, match="decode must be one of"):
         TwoHotBins(8, decode="median")
 
 
