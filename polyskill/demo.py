@@ -68,6 +68,7 @@ class Round:
 
     version: int | None
     episode_returns: list[float]
+    episode_success: list[float]  # picked the good arm; free of the reward's coin flip
     latency_p50_ms: float
     latency_p99_ms: float
     errors: int
@@ -178,9 +179,12 @@ def drive_round(address: str, sessions: int, seed: int) -> Round:
     )
     s = drive(args)
     returns = [r if r is not None else float("nan") for r in s["episode_returns"]]
+    success = s["episode_success"] or [None] * len(returns)  # the bandit always reports it
+    success = [x if x is not None else float("nan") for x in success]
     return Round(
         s["model"].get("version"),
         returns,
+        success,
         s["latency_ms"]["p50"] or 0.0,
         s["latency_ms"]["p99"] or 0.0,
         len(s["errors"]),
@@ -299,9 +303,12 @@ def summarize(roles: Roles) -> None:
     if served:
         last = served[-max(1, len(served) // 3) :]
         ep = np.mean([r.episode_returns for r in last], axis=0)
+        ok = np.mean([r.episode_success for r in last], axis=0)
         print(
             f"served in-context gain over the last {len(last)} round(s): episode 1 "
             f"{ep[0]:.2f} -> episodes 6-10 {ep[5:].mean():.2f} ({ep[5:].mean() - ep[0]:+.2f}); "
+            f"good arm picked: episode 1 {ok[0]:.2f} -> episodes 6-10 {ok[5:].mean():.2f} "
+            f"({ok[5:].mean() - ok[0]:+.2f}); "
             f"versions served: {sorted({r.version for r in roles.rounds})}; "
             f"errors: {sum(r.errors for r in roles.rounds)}"
         )

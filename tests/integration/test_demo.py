@@ -23,8 +23,11 @@ def test_demo_promotes_serves_and_shows_an_in_context_gain(tmp_path: Path) -> No
     assert "serving models:/demo-" in out
     promotions = int(re.search(r"\((\d+) promotion\(s\) after the first champion\)", out)[1])
     assert promotions >= 1, out
-    gain = float(re.search(r"served in-context gain .*\(([+-][0-9.]+)\)", out)[1])
-    assert gain > 0.05, out
+    # the rate of picking the hidden good arm, not the return: each pull's reward is a coin flip
+    # (0.8 / 0.2), so over 5 rounds x 8 sessions the return's gain has a standard error near 0.09
+    found = re.search(r"good arm picked: episode 1 ([0-9.]+) -> episodes 6-10 ([0-9.]+)", out)
+    first, later = float(found[1]), float(found[2])
+    assert later - first > 0.2, out
     assert "errors: 0" in out
     assert "mlflow ui --backend-store-uri sqlite:///" in out
     assert list(tmp_path.glob("runs/demo-*/learning_curve.png"))

@@ -76,17 +76,17 @@ def test_a_run_stored_before_newer_settings_existed_resumes(tmp_path) -> None:
 
     from polyskill.trainer.loop import RunDir
 
-    old = get_preset("smoke").to_dict()
+    old = get_preset("scales").to_dict()
     del old["replay_weighting"], old["loss"]["n_step"], old["optim"]["lr_decay_updates"]
     del old["loss"]["td_target"], old["network"]["critic_decode"]
     (tmp_path / "config.json").write_text(json.dumps(old))
     # td_target's and critic_decode's old behaviours are not their defaults: such a run resumes
     # with the old ones only, and the error names both
     with pytest.raises(ConfigError, match=r"loss.td_target=scalar \(now distributional\)") as e:
-        RunDir(tmp_path).prepare_config(get_preset("smoke"))
+        RunDir(tmp_path).prepare_config(get_preset("scales"))
     assert "network.critic_decode=symlog (now trimmed)" in str(e.value)
     scalar = apply_overrides(
-        get_preset("smoke"), ["loss.td_target=scalar", "network.critic_decode=symlog"]
+        get_preset("scales"), ["loss.td_target=scalar", "network.critic_decode=symlog"]
     )
     RunDir(tmp_path).prepare_config(scalar)
     stored = json.loads((tmp_path / "config.json").read_text())
