@@ -76,13 +76,15 @@ class TwoHotBins(torch.nn.Module):
         labels.scatter_add_(-1, hi, probs * w_hi)
         return labels
 
-    def decode_probs(self, probs: torch.Tensor) -> torch.Tensor:
+    def decode_probs(self, probs: torch.Tensor, decode: Decode | None = None) -> torch.Tensor:
         """(..., B) probabilities -> (...) raw values: symexp of the expected bin position
         ("symlog"), the expected raw bin value ("mean"), or that expectation over the bins above
-        the noise floor, renormalised ("trimmed")."""
-        if self.decode == "mean":
+        the noise floor, renormalised ("trimmed"). `decode` defaults to the bins' own read-out;
+        diagnostics pass another to compare read-outs of one critic."""
+        decode = decode or self.decode
+        if decode == "mean":
             return probs @ self.values
-        if self.decode == "trimmed":
+        if decode == "trimmed":
             kept = probs * (probs >= TRIM_FLOOR / self.num_bins)  # (..., B)
             return (kept @ self.values) / kept.sum(-1)
         return symexp(probs @ self.centers)

@@ -59,10 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = mask & torch.tensor([t == task for t in tasks])[:, None]  # (B, T)
         for g, gamma in enumerate(net.cfg.gammas):
             pg = probs[..., g, :, :][rows]  # (N, A, K)
-            value = {}
-            for decode in DECODES:
-                bins.decode = decode
-                value[decode] = bins.decode_probs(pg)  # (N, A)
+            value = {d: bins.decode_probs(pg, d) for d in DECODES}  # each (N, A)
             spread = value["mean"].amax(-1) - value["mean"].amin(-1)
             best = value["symlog"].argmax(-1)
             agree = [(value[d].argmax(-1) == best).float().mean().item() for d in DECODES[1:]]

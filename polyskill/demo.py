@@ -158,6 +158,11 @@ def wait_healthy(address: str, timeout_s: float) -> None:
     raise RuntimeError(f"the server at {address} did not become healthy in {timeout_s:.0f} s")
 
 
+def _nan_for_none(xs: list[float | None]) -> list[float]:
+    """Episodes no session reached read as NaN, which the summary skips."""
+    return [x if x is not None else float("nan") for x in xs]
+
+
 def drive_round(address: str, sessions: int, seed: int) -> Round:
     from polyskill_client.drive import add_arguments, drive
 
@@ -178,13 +183,11 @@ def drive_round(address: str, sessions: int, seed: int) -> Round:
         ]
     )
     s = drive(args)
-    returns = [r if r is not None else float("nan") for r in s["episode_returns"]]
-    success = s["episode_success"] or [None] * len(returns)  # the bandit always reports it
-    success = [x if x is not None else float("nan") for x in success]
+    returns = _nan_for_none(s["episode_returns"])
     return Round(
         s["model"].get("version"),
         returns,
-        success,
+        _nan_for_none(s["episode_success"] or [None] * len(returns)),  # the bandit reports it
         s["latency_ms"]["p50"] or 0.0,
         s["latency_ms"]["p99"] or 0.0,
         len(s["errors"]),
