@@ -397,6 +397,14 @@ def main(argv: list[str] | None = None) -> int:
         help="a training setting for every run, as in `polyskill train --set` (the run "
         "directories and reports get it in their name)",
     )
+    p.add_argument(
+        "--agents",
+        nargs="+",
+        choices=AGENTS,
+        default=list(AGENTS),
+        help="agents whose mix runs train (default both; the other's runs already in the run "
+        "directory are still scored): one process per agent uses one core each",
+    )
     p.add_argument("--no-reference", action="store_true", help="skip single-task references")
     p.add_argument(
         "--reference-agents",
@@ -456,9 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for agent in AGENTS:
             label = f"{agent}/seed{seed}"
+            run_dir = root / agent / f"seed{seed}"
+            if agent not in args.agents and not (run_dir / "config.json").exists():
+                continue
             cfg = _config(args.preset, args.steps, seed, agent, rescale, overrides=args.overrides)
             results[label] = _run(
-                cfg, root / agent / f"seed{seed}", label, deadline, args.eval_trials
+                cfg, run_dir, label, deadline, args.eval_trials, train_more=agent in args.agents
             )
         for agent in [] if args.no_reference else args.reference_agents:
             for task in tasks:

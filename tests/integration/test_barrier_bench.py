@@ -84,3 +84,22 @@ def test_reference_tasks_limit_training_and_other_trained_references_are_still_s
     assert "reference/bandit/seed0" not in labels()
     assert main([*common, "--reference-tasks", "bandit"]) == 0
     assert {"reference/bandit/seed0", "reference/darkroom_x1000/seed0"} <= labels()
+
+
+def test_agents_train_one_agent_per_process_and_the_other_is_scored(tmp_path: Path) -> None:
+    common = ["--preset", "smoke", "--steps", "300", "--seeds", "0", "--no-reference",
+              "--eval-trials", "4", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    runs = tmp_path / "runs" / "smoke"
+
+    def labels() -> set[str]:
+        return set(json.loads((tmp_path / "out" / "smoke.json").read_text())["runs"])
+
+    assert main([*common, "--agents", "baseline"]) == 0
+    assert not (runs / "amago2").exists()
+    assert labels() == {"baseline/seed0"}
+    baseline_files = {p: p.stat().st_mtime_ns for p in (runs / "baseline").rglob("*.pt")}
+    assert baseline_files
+    assert main([*common, "--agents", "amago2"]) == 0
+    assert labels() == {"amago2/seed0", "baseline/seed0"}
+    # the baseline was scored from its stored checkpoint, not trained again
+    assert {p: p.stat().st_mtime_ns for p in (runs / "baseline").rglob("*.pt")} == baseline_files
