@@ -88,7 +88,8 @@ def test_reference_tasks_limit_training_and_other_trained_references_are_still_s
 
 def test_agents_train_one_agent_per_process_and_the_other_is_scored(tmp_path: Path) -> None:
     common = ["--preset", "smoke", "--steps", "300", "--seeds", "0", "--no-reference",
-              "--eval-trials", "4", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+              "--eval-trials", "4", "--root", str(tmp_path / "runs"),
+              "--out", str(tmp_path / "out")]
     runs = tmp_path / "runs" / "smoke"
 
     def labels() -> set[str]:
