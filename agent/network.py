@@ -31,13 +31,15 @@ class AgentNetwork(nn.Module):
         self.transformer = TrajectoryTransformer(cfg)
         self.actor = Actor(cfg, action_spec)
         self.critics = CriticEnsemble(cfg, action_spec)
+        if cfg.agent == "amago2":
+            self.bins = TwoHotBins(cfg.num_bins, cfg.bin_low, cfg.bin_high, cfg.critic_decode)
+            if cfg.critic_start == "zero":
+                self.critics.start_at(self.bins.start_logits(0.0))
+        else:
+            self.popart = PopArt(len(cfg.gammas))
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.register_buffer("gammas", torch.tensor(cfg.gammas))
-        if cfg.agent == "amago2":
-            self.bins = TwoHotBins(cfg.num_bins, cfg.bin_low, cfg.bin_high, cfg.critic_decode)
-        else:
-            self.popart = PopArt(len(cfg.gammas))
         if action_spec.kind == "continuous":
             self.register_buffer("act_low", torch.tensor(action_spec.low), persistent=False)
             self.register_buffer("act_high", torch.tensor(action_spec.high), persistent=False)

@@ -76,6 +76,11 @@ class TwoHotBins(torch.nn.Module):
         labels.scatter_add_(-1, hi, probs * w_hi)
         return labels
 
+    def start_logits(self, value: float = 0.0, floor: float = 1e-3) -> torch.Tensor:
+        """(B,) logits of a near-certain `value`: its two-hot labels, every bin at least `floor`
+        (below trimmed's noise floor for up to 250 bins)."""
+        return torch.log(self.encode(torch.tensor(float(value))) + floor)
+
     def decode_probs(self, probs: torch.Tensor, decode: Decode | None = None) -> torch.Tensor:
         """(..., B) probabilities -> (...) raw values: symexp of the expected bin position
         ("symlog"), the expected raw bin value ("mean"), or that expectation over the bins above

@@ -45,6 +45,8 @@ from .vector import probe_spaces
 log = logging.getLogger(__name__)
 # Settings a resumed run may change; anything else must match the stored config.
 PER_INVOCATION = ("total_steps", "max_seconds")
+INIT_ONLY = {"network": ("critic_start",)}
+"""Settings that only shape the initial weights: a resumed run loads its own, so they may differ."""
 CheckpointHook = Callable[[Path, dict[str, float]], None]
 
 
@@ -104,6 +106,8 @@ class RunDir:
             return cfg
         stored = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()
         new = cfg.to_dict()
+        for section, keys in INIT_ONLY.items():
+            new[section].update({k: stored[section][k] for k in keys})
         diff = sorted(
             _differing(k, stored.get(k), new.get(k))
             for k in set(stored) | set(new)

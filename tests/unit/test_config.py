@@ -94,3 +94,23 @@ def test_a_run_stored_before_newer_settings_existed_resumes(tmp_path) -> None:
     assert stored["loss"]["td_target"] == "scalar"
     with pytest.raises(ConfigError, match="differs in: loss.n_step=1 \\(now 3\\)"):
         RunDir(tmp_path).prepare_config(apply_overrides(scalar, ["loss.n_step=3"]))
+
+
+def test_a_setting_that_only_shapes_the_initial_weights_may_change_on_resume(tmp_path) -> None:
+    """network.critic_start picks the initial weights; a resumed run loads its own, so a resume
+    with another value goes ahead and the stored config keeps how the run started."""
+    import json
+
+    from polyskill.trainer.loop import RunDir
+
+    def stored_start() -> str:
+        return json.loads((tmp_path / "config.json").read_text())["network"]["critic_start"]
+
+    RunDir(tmp_path).prepare_config(get_preset("scales"))
+    assert stored_start() == "uniform"
+    RunDir(tmp_path).prepare_config(apply_overrides(get_preset("scales"),
+                                                    ["network.critic_start=zero"]))
+    assert stored_start() == "uniform"
+    with pytest.raises(ConfigError, match="network.critic_decode=trimmed \\(now mean\\)"):
+        RunDir(tmp_path).prepare_config(apply_overrides(get_preset("scales"),
+                                                        ["network.critic_decode=mean"]))
