@@ -143,7 +143,7 @@ class CriticEnsemble(nn.Module):
     def start_at(self, logits: torch.Tensor) -> None:
         """Centre every critic's output on `logits` (o,) for every discount and action: the
         output biases are set to them; the weights keep their random init (zeroing them too
-        left a critic-only test at chance after 3,000 updates: no gradient reaches the trunk)."""
+        left a critic-only test at chance after 3,000 updates: docs/results/barrier.md)."""
         assert logits.shape == (self.out_per_gamma,), logits.shape
         per_output = logits.repeat(self.num_gammas * self.num_actions)  # (G*A*o,)
         self.out.bias.copy_(per_output.expand_as(self.out.bias))

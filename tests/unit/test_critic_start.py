@@ -76,5 +76,5 @@ def test_the_default_start_reads_large_random_values(kind: str) -> None:
 
 
 def test_critic_start_is_checked() -> None:
-    with pytest.raises(ValueError, match="critic_start must be 'zero' or 'uniform'"):
+    with pytest.raises(ValueError, match="critic_start must be one of \\('uniform', 'zero'\\)"):
         NetworkConfig(critic_start="ones")
