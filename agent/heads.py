@@ -48,6 +48,14 @@ class Categorical:
         return self.probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1).log()
 
 
+BC_ACTION_LIMIT = 0.99
+"""log_prob reads actions beyond +-0.99 of the bounds' half-range as +-0.99 (pre-tanh +-2.65, as
+the AMAGO reference code). Exploration noise clipped at the bounds puts ~20 % of a continuous
+replay's components exactly on them; read at 0.999 (pre-tanh 3.8) those few supplied all of the
+filtered BC's outward pull on the mean and most of its widening of the std, and the Meta-World
+actor drifted to the bounds (docs/results/barrier.md, "Why amago2's arm goes to a corner")."""
+
+
 class TanhGaussian:
     """Per-discount tanh-squashed Gaussian scaled to the action bounds. mean/log_std (..., G, A)."""
 
@@ -70,7 +78,8 @@ class TanhGaussian:
         return self._squash(self.mean)
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:  # (..., G, A) -> (..., G)
-        y = (2.0 * (action - self.low) / (self.high - self.low) - 1.0).clamp(-0.999, 0.999)
+        y = 2.0 * (action - self.low) / (self.high - self.low) - 1.0
+        y = y.clamp(-BC_ACTION_LIMIT, BC_ACTION_LIMIT)
         u = torch.atanh(y)
         normal = (
             -0.5 * ((u - self.mean) / self.std) ** 2 - self.std.log() - 0.5 * math.log(2 * math.pi)
