@@ -45,13 +45,13 @@ class NetworkConfig:
     the expected return), but a big-reward task's far bins then swamp a small task's values in a
     mix; "trimmed" (default) = that mean over the bins above the softmax's noise floor.
     docs/results/barrier.md has the runs. Configs stored without it read as "symlog"."""
-    critic_start: CriticStart = "uniform"
-    """amago2's critic distributions at initialisation. "uniform" (default): PyTorch's init,
-    near-uniform over all bins, so with a wide range (+-1e5) the mean and trimmed read-outs start
-    at large random values and distributional TD targets bootstrap from that far-bin mass.
-    "zero": output biases at the log of 0's two-hot labels (far bins ~0.1 %), so values start
-    near 0. In docs/results/barrier.md it learned `smoke` and the mix's big-reward task faster,
-    with one of three mix bandit seeds under the bar: not yet the default."""
+    critic_start: CriticStart = "zero"
+    """amago2's critic distributions at initialisation. "zero" (default): output biases at the log
+    of 0's two-hot labels (far bins ~0.1 %), so every read-out starts near 0. "uniform": PyTorch's
+    init, near-uniform over all bins, so with a wide range (+-1e5) the mean and trimmed read-outs
+    start at large random values and distributional TD targets bootstrap from that far-bin mass;
+    it learned the `scales` mixes' big-reward task and `smoke` slower and left a single-task
+    bandit seed at chance (docs/results/barrier.md). Configs stored without it read as "uniform"."""
     log_std_min: float = -5.0
     log_std_max: float = 1.0
     prob_min: float = 1e-3
@@ -93,6 +93,7 @@ class NetworkConfig:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> NetworkConfig:
         known = {f.name for f in fields(NetworkConfig)}
-        # stored before critic_decode existed: those runs read values as "symlog"
-        d = {"critic_decode": "symlog", **d}
+        # stored before these settings existed: those runs read values as "symlog" and started
+        # their critics at PyTorch's init
+        d = {"critic_decode": "symlog", "critic_start": "uniform", **d}
         return NetworkConfig(**{k: v for k, v in d.items() if k in known})

@@ -70,14 +70,11 @@ def smoke() -> TrainConfig:
         checkpoint_every_steps=8_000,
         replay_max_trajectories=2000,
         # NOTE (2026-11-27): one small-scale task, and the demo has 1.5 minutes: the symlog read-out
-        # learns it faster than the default "trimmed" one (eval return at 16k steps, seeds 0-3:
-        # 4.97/4.58/4.97/4.77 vs 4.14/3.89/3.86/4.03; at 24k 4.84/5.38/5.11/4.41 vs
-        # 4.19/4.17/4.88/5.17). Early in training the critic's distributions are broad, and a raw
-        # mean over 32 bins reaching 1e5 (trimmed keeps bins above 0.8 %) leaks the far bins.
-        # Mixes of reward scales need trimmed (docs/results/barrier.md). Centring the critic on 0
-        # (critic_start="zero") made trimmed learn this task faster than symlog (16k: 5.37,
-        # 24k: 5.34 mean over seeds 0-3) but is not yet shown on the mixes; switching this
-        # preset's read-out would also stop `polyskill up` resuming its runs/up.
+        # learned it faster than the default "trimmed" one with PyTorch's critic init (eval return
+        # at 16k steps, mean of seeds 0-3: 4.82 vs 3.98). With the default zero start both learn it
+        # about as fast (symlog 5.24 at 16k / 4.97 at 24k, trimmed 5.37 / 5.34), but switching this
+        # preset's read-out would stop `polyskill up` resuming its runs/up, so it keeps symlog.
+        # Mixes of reward scales need trimmed (docs/results/barrier.md).
         network=_small_network(context=11, critic_decode="symlog"),
         optim=OptimConfig(lr=1e-3, warmup_updates=100),
     )

@@ -78,7 +78,7 @@ def test_a_run_stored_before_newer_settings_existed_resumes(tmp_path) -> None:
 
     old = get_preset("scales").to_dict()
     del old["replay_weighting"], old["loss"]["n_step"], old["optim"]["lr_decay_updates"]
-    del old["loss"]["td_target"], old["network"]["critic_decode"]
+    del old["loss"]["td_target"], old["network"]["critic_decode"], old["network"]["critic_start"]
     (tmp_path / "config.json").write_text(json.dumps(old))
     # td_target's and critic_decode's old behaviours are not their defaults: such a run resumes
     # with the old ones only, and the error names both
@@ -92,6 +92,7 @@ def test_a_run_stored_before_newer_settings_existed_resumes(tmp_path) -> None:
     stored = json.loads((tmp_path / "config.json").read_text())
     assert stored["replay_weighting"] == "trajectory" and stored["loss"]["n_step"] == 1
     assert stored["loss"]["td_target"] == "scalar"
+    assert stored["network"]["critic_start"] == "uniform"  # how it started; resuming may differ
     with pytest.raises(ConfigError, match="differs in: loss.n_step=1 \\(now 3\\)"):
         RunDir(tmp_path).prepare_config(apply_overrides(scalar, ["loss.n_step=3"]))
 
@@ -107,10 +108,10 @@ def test_a_setting_that_only_shapes_the_initial_weights_may_change_on_resume(tmp
         return json.loads((tmp_path / "config.json").read_text())["network"]["critic_start"]
 
     RunDir(tmp_path).prepare_config(get_preset("scales"))
-    assert stored_start() == "uniform"
+    assert stored_start() == "zero"
     RunDir(tmp_path).prepare_config(apply_overrides(get_preset("scales"),
-                                                    ["network.critic_start=zero"]))
-    assert stored_start() == "uniform"
+                                                    ["network.critic_start=uniform"]))
+    assert stored_start() == "zero"
     with pytest.raises(ConfigError, match="network.critic_decode=trimmed \\(now mean\\)"):
         RunDir(tmp_path).prepare_config(apply_overrides(get_preset("scales"),
                                                         ["network.critic_decode=mean"]))
