@@ -51,9 +51,9 @@ class Categorical:
 BC_ACTION_LIMIT = 0.99
 """log_prob reads actions beyond +-0.99 of the bounds' half-range as +-0.99 (pre-tanh +-2.65, as
 the AMAGO reference code). Exploration noise clipped at the bounds puts ~20 % of a continuous
-replay's components exactly on them; read at 0.999 (pre-tanh 3.8) those few supplied all of the
-filtered BC's outward pull on the mean and most of its widening of the std, and the Meta-World
-actor drifted to the bounds (docs/results/barrier.md, "Why amago2's arm goes to a corner")."""
+replay's components exactly on them; read at 0.999 (pre-tanh 3.8) those few kept pulling the
+filtered BC's mean outward after the other actions had turned inward, and widened its std: the
+Meta-World actor drifted to the bounds (docs/results/barrier.md, "...arm goes to a corner")."""
 
 
 class TanhGaussian:

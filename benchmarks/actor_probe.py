@@ -16,25 +16,18 @@ Meta-World arm going to a corner. Diagnostic only: nothing here trains.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from polyskill.agent.checkpoint import load_network
 from polyskill.agent.heads import BC_ACTION_LIMIT
+from polyskill.benchmarks.replay_windows import replay_windows
 from polyskill.trainer.batch import TensorBatch
-from polyskill.trainer.config import TrainConfig
-from polyskill.trainer.replay import ReplayBuffer
+from polyskill.trainer.losses import sampled_value
 
 ON_BOUND = 0.999  # |action| in [-1, 1] units at or past this counts as clipped to the bound
 NEAR = 0.95
-
-
-def _windows(run_dir: Path, windows: int) -> TensorBatch:
-    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    replay = ReplayBuffer(run_dir / "replay", cfg.replay_max_trajectories, seed=0)
-    return TensorBatch.from_numpy(replay.sample(windows, cfg.network.context_length + 1))
 
 
 def probe(checkpoint: Path, b: TensorBatch, num_actor_samples: int = 3) -> dict[str, float]:
@@ -48,10 +41,7 @@ def probe(checkpoint: Path, b: TensorBatch, num_actor_samples: int = 3) -> dict[
         y = net.action_input(b.actions[:, :-1])  # (B, T, A) in [-1, 1]
         dist = net.actor(h_t)  # batch (B, T, G)
         q = net.critic_values(net.critics(h_t, y.unsqueeze(-2))).mean(0)[..., -1]  # (B, T)
-        v = torch.stack([
-            net.critic_values(net.critics(h_t, net.action_input(dist.sample()))).mean(0)[..., -1]
-            for _ in range(num_actor_samples)
-        ]).mean(0)  # (B, T)  # fmt: skip
+        v = sampled_value(net, h_t, dist, num_actor_samples)[..., -1]  # (B, T)
     mean, std = dist.mean[..., -1, :], dist.std[..., -1, :]  # (B, T, A) pre-tanh
     bound = y.abs() >= ON_BOUND  # (B, T, A)
     kept = (q > v) & mask  # (B, T): steps the filtered BC imitates
@@ -79,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--windows", type=int, default=16)
     args = p.parse_args(argv)
     torch.manual_seed(0)
-    b = _windows(args.run_dir, args.windows)
+    b = TensorBatch.from_numpy(replay_windows(args.run_dir, args.windows))
     print("checkpoint | on bound / beyond 95% (replay) | pre-tanh |mean| / std | greedy beyond "
           "95% | kept: steps on a bound / inside | outward pull: from on-bound / inside")
     for ck in sorted((args.run_dir / "checkpoints").glob("step-*")):

@@ -14,16 +14,14 @@ mix (the reason for the "trimmed" read-out). Diagnostic only: nothing here train
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from polyskill.agent.checkpoint import load_network
+from polyskill.benchmarks.replay_windows import replay_windows
 from polyskill.trainer.batch import TensorBatch
-from polyskill.trainer.config import TrainConfig
 from polyskill.trainer.loop import RunDir
-from polyskill.trainer.replay import ReplayBuffer
 
 FAR = 100.0
 DECODES = ("symlog", "mean", "trimmed")
@@ -31,12 +29,10 @@ DECODES = ("symlog", "mean", "trimmed")
 
 def _bin_probs(run_dir: Path, windows: int) -> tuple[object, torch.Tensor, torch.Tensor, list]:
     """(network, probs (B, T, G, A, K) averaged over critics, action mask (B, T), tasks (B,))."""
-    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     net = load_network(RunDir(run_dir).latest_checkpoint()).eval()
-    if cfg.network.agent != "amago2" or net.action_spec.kind != "discrete":
+    if net.cfg.agent != "amago2" or net.action_spec.kind != "discrete":
         raise SystemExit("the probe reads amago2 runs with discrete actions")
-    replay = ReplayBuffer(run_dir / "replay", cfg.replay_max_trajectories, seed=0)
-    raw = replay.sample(windows, cfg.network.context_length + 1)
+    raw = replay_windows(run_dir, windows)
     b = TensorBatch.from_numpy(raw)
     with torch.no_grad():
         h = net.features(b.obs, b.prev_actions, b.prev_rewards, b.new_episode, b.positions)

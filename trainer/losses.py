@@ -183,6 +183,17 @@ def _frozen_critics(net: AgentNetwork, h: torch.Tensor, action_input: torch.Tens
     return functional_call(net.critics, params, (h.detach(), action_input))
 
 
+def sampled_value(net: AgentNetwork, h_t: torch.Tensor, dist, k: int) -> torch.Tensor:
+    """V(s) = E_pi Q(s, a) for continuous actions: the critics' mean over k policy samples.
+
+    h_t (B, T, D); dist with batch (B, T, G) -> (B, T, G).
+    """
+    samples = [dist.sample() for _ in range(k)]
+    return torch.stack(
+        [net.critic_values(net.critics(h_t, net.action_input(a))).mean(0) for a in samples]
+    ).mean(0)
+
+
 def compute_loss(
     net: AgentNetwork, b: TensorBatch, cfg: LossConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -210,10 +221,7 @@ def compute_loss(
         critic_out = net.critics(h_t, net.action_input(a_t).unsqueeze(-2))  # (C, B, T, G, o)
         with torch.no_grad():
             q_buffer = net.critic_values(critic_out).mean(0)  # (B, T, G)
-            samples = [dist.sample() for _ in range(cfg.num_actor_samples)]
-            v = torch.stack(
-                [net.critic_values(net.critics(h_t, net.action_input(a))).mean(0) for a in samples]
-            ).mean(0)
+            v = sampled_value(net, h_t, dist, cfg.num_actor_samples)
     advantage = q_buffer - v  # (B, T, G), no gradient
 
     if net.cfg.agent == "amago2":

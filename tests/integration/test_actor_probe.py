@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from polyskill.agent.config import NetworkConfig
-from polyskill.benchmarks.actor_probe import _windows, main, probe
+from polyskill.benchmarks.actor_probe import main, probe
+from polyskill.benchmarks.replay_windows import replay_windows
+from polyskill.trainer.batch import TensorBatch
 from polyskill.trainer.config import TrainConfig
 from polyskill.trainer.learner import OptimConfig
 from polyskill.trainer.loop import RunDir, train
@@ -35,7 +37,7 @@ def pendulum_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_probe_counts_clipped_actions_and_splits_the_pull(pendulum_run: Path, capsys) -> None:
     torch.manual_seed(0)
-    b = _windows(pendulum_run, 8)
+    b = TensorBatch.from_numpy(replay_windows(pendulum_run, 8))
     stats = probe(RunDir(pendulum_run).latest_checkpoint(), b)
     # the same count straight from the windows: Pendulum's torque is in [-2, 2]
     executed = b.actions[:, :-1][b.action_mask[:, :-1]].numpy()  # (N, 1)
