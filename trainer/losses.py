@@ -46,6 +46,14 @@ class LossConfig:
     episode's termination and at the window's end. 1 is DESIGN.md's one-step target. Larger n
     carries a return back n steps per update (short runs learn long horizons sooner) at the cost
     of a bias towards the behaviour policy's (exploring) actions."""
+    weighting: str = "step"
+    """How the losses average over a batch. "step": every valid step counts the same (AMAGO's),
+    so a task whose windows hold few steps (a bandit's 8-step trials next to a dark room's full
+    64-step windows: 13 % of `scales`' valid steps for half its windows) gets a small share of
+    the gradient. "window": each window's mean over its valid steps, then the mean over windows,
+    so each task's share is the share of its sampled trajectories. On `scales` (b) "window"
+    lifted the bandit's worst seed and cost the dark room more, in every seed: the two tasks
+    share the same updates either way (docs/results/barrier.md)."""
     td_target: str = "distributional"
     """amago2's critic labels. "distributional": r + gamma z for every bin z of the target critic's
     next-state distribution, projected onto the bins (C51's projection, in symlog space): no value
@@ -62,15 +70,26 @@ class LossConfig:
             raise ValueError(
                 f"td_target must be 'scalar' or 'distributional', got {self.td_target!r}"
             )
+        if self.weighting not in ("step", "window"):
+            raise ValueError(f"weighting must be 'step' or 'window', got {self.weighting!r}")
         if self.critic_coef < 0 or self.reward_multiplier <= 0 or self.num_actor_samples < 1:
             raise ValueError("critic_coef must be >= 0, reward_multiplier > 0, "
                              "num_actor_samples >= 1")
 
 
 def step_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """x (..., B, T, G): mean over valid steps (mask (B, T)) and every other dimension."""
+    """x (..., B, T, G): mean over valid steps (mask (B, T), bool or per-step weights) and every
+    other dimension."""
     m = mask.float()[..., None].expand(x.shape[-3:])  # (B, T, G)
     return (x * m).sum() / (m.sum() * (x.numel() / m.numel())).clamp(min=1.0)
+
+
+def step_weights(mask: torch.Tensor, weighting: str) -> torch.Tensor:
+    """mask (B, T) bool -> (B, T) float weights for step_mean (LossConfig.weighting)."""
+    w = mask.float()
+    if weighting == "window":
+        w = w / w.sum(1, keepdim=True).clamp(min=1.0)  # each non-empty window sums to 1
+    return w
 
 
 def filtered_bc_loss(
@@ -223,12 +242,13 @@ def compute_loss(
             q_buffer = net.critic_values(critic_out).mean(0)  # (B, T, G)
             v = sampled_value(net, h_t, dist, cfg.num_actor_samples)
     advantage = q_buffer - v  # (B, T, G), no gradient
+    w = step_weights(mask, cfg.weighting)  # (B, T)
 
     if net.cfg.agent == "amago2":
         if labels is None:
             labels = net.bins.encode(target)  # (B, T, G, NB)
-        critic_loss = step_mean(-(labels * F.log_softmax(critic_out, -1)).sum(-1), mask)
-        actor_loss = filtered_bc_loss(logp, advantage, mask)
+        critic_loss = step_mean(-(labels * F.log_softmax(critic_out, -1)).sum(-1), w)
+        actor_loss = filtered_bc_loss(logp, advantage, w)
     else:
         net.popart.update(
             target.reshape(-1, G)[mask.reshape(-1)], [net.critics.out, net.target_critics.out]
@@ -240,9 +260,9 @@ def compute_loss(
         else:
             critic_out = net.critics(h_t, net.action_input(a_t).unsqueeze(-2))
             q_pi = _frozen_critics(net, h_t, net.action_input(dist.rsample()))[..., 0].mean(0)
-        critic_loss = step_mean((critic_out[..., 0] - net.popart.normalize(target)) ** 2, mask)
-        actor_loss = step_mean(-q_pi, mask)
-        actor_loss = actor_loss + cfg.baseline_bc_coef * filtered_bc_loss(logp, advantage, mask)
+        critic_loss = step_mean((critic_out[..., 0] - net.popart.normalize(target)) ** 2, w)
+        actor_loss = step_mean(-q_pi, w)
+        actor_loss = actor_loss + cfg.baseline_bc_coef * filtered_bc_loss(logp, advantage, w)
 
     loss = actor_loss + cfg.critic_coef * critic_loss
     metrics = {

@@ -1,5 +1,7 @@
 """Loss properties that must hold: scale invariance of the actor filter, masking of padded steps."""
 
+from dataclasses import fields
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,7 +12,13 @@ from polyskill.agent.network import AgentNetwork
 from polyskill.agent.spaces import action_spec_from_space, obs_spec_from_space
 from polyskill.agent.two_hot import TwoHotBins
 from polyskill.trainer.batch import TensorBatch
-from polyskill.trainer.losses import LossConfig, _n_step, compute_loss, filtered_bc_loss
+from polyskill.trainer.losses import (
+    LossConfig,
+    _n_step,
+    compute_loss,
+    filtered_bc_loss,
+    step_weights,
+)
 
 
 def tiny_net(agent: str, action_space: gym.Space) -> AgentNetwork:
@@ -71,11 +79,12 @@ def test_filter_actor_loss_is_unchanged_when_rewards_and_values_scale_by_1000() 
 @pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.Box(-2, 2, (2,), np.float32)])
 @pytest.mark.parametrize("n_step", [1, 3])
 @pytest.mark.parametrize("td_target", ["scalar", "distributional"])
+@pytest.mark.parametrize("weighting", ["step", "window"])
 def test_padded_steps_contribute_nothing(agent: str, space: gym.Space, n_step: int,
-                                         td_target: str) -> None:
+                                         td_target: str, weighting: str) -> None:
     net = tiny_net(agent, space)
     batch = random_batch(net)
-    cfg = LossConfig(n_step=n_step, td_target=td_target)
+    cfg = LossConfig(n_step=n_step, td_target=td_target, weighting=weighting)
     torch.manual_seed(5)
     loss, _ = compute_loss(net, batch, cfg)
     grads = torch.autograd.grad(
@@ -97,6 +106,44 @@ def test_padded_steps_contribute_nothing(agent: str, space: gym.Space, n_step: i
     for a, b in zip(grads, grads2, strict=True):
         if a is not None:
             torch.testing.assert_close(a, b)
+
+
+def _rows(batch: TensorBatch, i: int) -> TensorBatch:
+    return TensorBatch(**{
+        f.name: ({k: v[i:i + 1] for k, v in getattr(batch, f.name).items()}
+                 if f.name == "obs" else getattr(batch, f.name)[i:i + 1])
+        for f in fields(TensorBatch)
+    })
+
+
+def test_window_weighting_gives_every_window_the_same_share() -> None:
+    """With weighting="window" a batch's loss is the mean of its windows' losses, however many
+    valid steps each holds (a bandit's 2-step window counts as much as a 7-step one); with "step"
+    it is their mean weighted by valid steps. amago2 (the baseline's PopArt moves with every
+    call), discrete actions and 2 critics: no sampling."""
+    net = tiny_net("amago2", gym.spaces.Discrete(3))
+    batch = random_batch(net, B=3, L=8, valid=8)
+    valid = torch.tensor([3, 8, 6])  # tokens per window; steps with a next token: 2, 7, 5
+    batch.token_mask = torch.arange(8)[None] < valid[:, None]
+    batch.action_mask = torch.arange(8)[None] < valid[:, None] - 1
+    per_window = torch.stack([compute_loss(net, _rows(batch, i), LossConfig())[0]
+                              for i in range(3)]).detach()
+    by_window, _ = compute_loss(net, batch, LossConfig(weighting="window"))
+    by_step, _ = compute_loss(net, batch, LossConfig(weighting="step"))
+    steps = (valid - 1).float()
+    torch.testing.assert_close(by_window.detach(), per_window.mean())
+    torch.testing.assert_close(by_step.detach(), (per_window * steps).sum() / steps.sum())
+    assert not torch.isclose(by_window, by_step)
+
+
+def test_step_weights_sum_to_one_per_window_and_ignore_empty_windows() -> None:
+    mask = torch.tensor([[True, True, False, False], [True] * 4, [False] * 4])
+    w = step_weights(mask, "window")
+    assert w.sum(1).tolist() == [1.0, 1.0, 0.0]
+    assert w[0, :2].tolist() == [0.5, 0.5] and w[1].tolist() == [0.25] * 4
+    assert torch.equal(step_weights(mask, "step"), mask.float())
+    with pytest.raises(ValueError, match="weighting must be"):
+        LossConfig(weighting="task").validate()
 
 
 def test_amago2_critic_loss_scale_is_comparable_across_reward_scales() -> None:
