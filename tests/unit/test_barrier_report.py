@@ -11,6 +11,7 @@ from polyskill.benchmarks.barrier import (
     RunResult,
     _chance,
     _config,
+    _plot,
     _with_unrescaled,
     report,
     write,
@@ -61,6 +62,24 @@ def test_metaworld_report_normalises_by_the_suite_table_and_shows_success(tmp_pa
     assert len({line.count("|") for line in table}) == 1, table
     assert "Partial runs" in md and "amago2/seed0" in md.split("Partial runs")[1]  # 600 < 1,000
     assert json.loads((tmp_path / "out" / "mw.json").read_text())["rows"] == summary["rows"]
+
+
+def test_without_references_the_plot_shows_the_expert_normalised_score(tmp_path: Path) -> None:
+    """`--no-reference` on Meta-World: no single-task score to normalise by, so the bars read
+    against the suite's random and scripted-expert returns instead of being empty."""
+    cfg = _config("metaworld-scales", 1_000, 0, "amago2", {})
+    tasks, k = [t.name for t in cfg.tasks], cfg.episodes_per_trial
+    chance = _chance(cfg, tmp_path, trials=16)
+    results = {"amago2/seed0": RunResult("amago2/seed0", 1_000, 1_000,
+                                         _eval("reach-v3", chance["reach-v3"] * 1.5, 0.0))}
+    args = argparse.Namespace(seeds=[0], preset="metaworld-scales", rescale={}, overrides=[],
+                              steps=1_000, eval_trials=16)
+    summary = report(args, results, tasks, k, chance)
+    assert _plot(summary, tmp_path / "no_ref.png") == "expert"
+    assert (tmp_path / "no_ref.png").stat().st_size > 0
+    results["reference/reach-v3/seed0"] = RunResult(
+        "reference/reach-v3/seed0", 1_000, 1_000, _eval("reach-v3", chance["reach-v3"] * 2, 0.0))
+    assert _plot(report(args, results, tasks, k, chance), tmp_path / "ref.png") == "reference"
 
 
 def test_reference_table_covers_the_scales_set_and_nothing_else() -> None:
