@@ -364,14 +364,15 @@ def _plot(summary: dict, path: Path) -> str:
     for i, agent in enumerate(AGENTS):
         for j, task in enumerate(tasks):
             r = rows[(agent, task)]
-            above = r["chance"] is not None and not by_expert
             if by_expert:
-                mean = r.get("normalised_expert") or 0.0
+                mean, seeds = r.get("normalised_expert") or 0.0, []
+            elif r["chance"] is not None:
+                mean = r["normalised_above_chance"] or 0.0
+                seeds = r["normalised_above_chance_per_seed"]
             else:
-                mean = (r["normalised_above_chance"] if above else r["normalised"]) or 0.0
+                mean, seeds = r["normalised"] or 0.0, []
             x = j + (i - 0.5) * width
             ax.bar(x, mean, width, color=f"C{i}", label=agent if j == 0 else None)
-            seeds = r["normalised_above_chance_per_seed"] if above else []
             ax.plot([x] * len(seeds), seeds, "k.", markersize=4)
     if by_expert:
         ax.set_ylabel("(return - random) /\n(scripted expert - random)")
