@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .machine import describe, summary_line
 
 AGENTS = ("amago2", "baseline")
 EVAL_SEED = 12345  # every run is scored on the same task samples
@@ -241,7 +242,7 @@ def report(
         "steps": args.steps,
         "seeds": args.seeds,
         "eval_trials": args.eval_trials,
-        "machine": f"{platform.machine()} {platform.processor()}, torch threads 1",
+        "machine": describe(),
         "runs": {
             k: {"env_steps": r.env_steps, "budget": r.budget, "done": r.done, "eval": r.eval}
             for k, r in results.items()
@@ -270,7 +271,7 @@ def write(summary: dict, out: Path, name: str) -> None:
         f"{' '.join(f'`{x}`' for x in summary['settings']) or 'as in the preset'}, budget "
         f"{summary['steps']:,} env steps per run, seeds {summary['seeds']}, "
         f"{summary['eval_trials']} evaluation trials per task, amago2 TD targets "
-        f"{summary.get('td_target', 'scalar')}, machine: {summary['machine']}.",
+        f"{summary.get('td_target', 'scalar')}, machine: {summary_line(summary['machine'])}.",
         "",
         "Normalised: return / single-task reference (trained by the agent named in the "
         "reference column, same budget and seed); above chance: (return - chance) / "

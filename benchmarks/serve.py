@@ -34,6 +34,7 @@ from polyskill_client._proto.polyskill.v1 import policy_pb2 as pb
 from polyskill_client._proto.polyskill.v1 import policy_pb2_grpc as pb_grpc
 from polyskill_client.tensors import encode_observation
 
+from .machine import describe
 from .serve_swap import TARGET_ONNX_B1, onnx_vs_torch, swap_latency
 
 MODELS = {
@@ -505,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     env = gym.make("CartPole-v1")
-    results = {"machine": {"cpus": os.cpu_count(), "torch_threads": 1}, "targets": TARGETS,
+    results = {"machine": describe(), "targets": TARGETS,
                "models": []}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:

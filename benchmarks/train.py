@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import tempfile
 import time
@@ -22,6 +20,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+
+from .machine import describe
 
 TARGETS = {"env_steps_per_s": 1700.0, "updates_per_s": 5.0, "eval_return": 150.0}
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval_return": metrics["eval/cartpole/return"],
     }
     result = {
-        "machine": f"{platform.machine()} {platform.processor()} cpus={os.cpu_count()}",
+        "machine": describe(),
         "minutes": args.minutes,
         "overrides": args.set,
         "env_steps": counters["env_steps"],

@@ -57,6 +57,7 @@ def test_metaworld_report_normalises_by_the_suite_table_and_shows_success(tmp_pa
 
     write(summary, tmp_path / "out", "mw")
     md = (tmp_path / "out" / "mw.md").read_text()
+    assert f"machine: {summary['machine']['cpus']} x {summary['machine']['cpu']}" in md
     assert "success (reference)" in md and "| 0.25 (0.50) | 0.50 |" in md
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len({line.count("|") for line in table}) == 1, table
