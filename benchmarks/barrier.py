@@ -191,7 +191,7 @@ def report(
         # means), else against amago2's.
         ref_agent = agent if agent in ref_agents else "amago2"
         for task in tasks:
-            scores, normed, above, gains, succ, ref_succ = [], [], [], [], [], []
+            scores, refs, normed, above, gains, succ, ref_succ = [], [], [], [], [], [], []
             rand = chance.get(task)
             expert = _suite_reference(task, "expert", k)
             for seed in args.seeds:
@@ -208,6 +208,8 @@ def report(
                     ref_succ.append(x)
                 if (g := _gain(run, task, k)) is not None:
                     gains.append(g)
+                if r is not None:
+                    refs.append(r)
                 if r not in (None, 0):
                     normed.append(s / r)
                 if r is not None and rand is not None and r > rand:
@@ -224,6 +226,7 @@ def report(
                     "normalised_above_chance": _mean(above),
                     "normalised_above_chance_per_seed": above,
                     "seeds_at_80_percent": sum(x >= 0.8 for x in above),
+                    **_above_chance_of_means(scores, refs, rand),
                     "in_context_gain": _mean(gains),
                     "success": _mean(succ),
                     "reference_success": _mean(ref_succ),
@@ -248,6 +251,29 @@ def report(
             for k, r in results.items()
         },
         "rows": rows,
+    }
+
+
+def _above_chance_of_means(
+    scores: list[float], refs: list[float], rand: float | None, resamples: int = 2000
+) -> dict[str, float | list[float] | None]:
+    """(mean return - chance) / (mean reference - chance), with a 90 % bootstrap interval.
+
+    A mix and its reference share only a seed number: their training noise is independent (the
+    dark room's references alone span 4,281-6,641 over four seeds), so a per-seed ratio carries
+    two runs' noise. The ratio of the seed means, with seeds resampled independently on both
+    sides, says how far the seeds at hand pin the score down."""
+    none = {"above_chance_of_means": None, "above_chance_of_means_90": None}
+    if not scores or not refs or rand is None or np.mean(refs) <= rand:
+        return none
+    rng = np.random.default_rng(0)
+    s = rng.choice(scores, (resamples, len(scores))).mean(axis=1)  # (resamples,)
+    r = rng.choice(refs, (resamples, len(refs))).mean(axis=1)
+    ok = r > rand  # a resample whose reference is at chance has no margin to keep
+    boot = (s[ok] - rand) / (r[ok] - rand)
+    return {
+        "above_chance_of_means": float((np.mean(scores) - rand) / (np.mean(refs) - rand)),
+        "above_chance_of_means_90": [float(x) for x in np.percentile(boot, [5, 95])],
     }
 
 
@@ -276,7 +302,10 @@ def write(summary: dict, out: Path, name: str) -> None:
         "Normalised: return / single-task reference (trained by the agent named in the "
         "reference column, same budget and seed); above chance: (return - chance) / "
         "(reference - chance), per seed, then averaged; at 80 %: seeds where that is >= 0.8 "
-        "(the claim's bar). In-context gain: last episode of a trial "
+        "(the claim's bar); seed means: (mean return - chance) / (mean reference - chance), "
+        "in brackets a 90 % bootstrap interval with the seeds of the mix and of the references "
+        "resampled independently (they share only the seed number). In-context gain: last "
+        "episode of a trial "
         "minus the first. Returns are per trial (all its episodes)."
         + (f" Unrescaled: the same row's above-chance score without the rescaling "
            f"(`{summary['unrescaled']['name']}`, seeds {summary['unrescaled']['seeds']})."
@@ -288,10 +317,11 @@ def write(summary: dict, out: Path, name: str) -> None:
            if expert else ""),
         "",
         "| agent | task | return (per seed) | chance | reference | normalised "
-        "| above chance (per seed) | at 80 % |" + (" unrescaled |" if unrescaled else "")
+        "| above chance (per seed) | at 80 % | above chance, seed means [90 %] |"
+        + (" unrescaled |" if unrescaled else "")
         + " in-context gain |" + (" success (reference) |" if success else "")
         + (" expert-normalised |" if expert else "") + " seeds |",
-        "|---|---|---|---|---|---|---|---|---|" + ("---|" if unrescaled else "")
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if unrescaled else "")
         + ("---|" if success else "") + ("---|" if expert else "") + "---|",
     ]
 
@@ -308,7 +338,7 @@ def write(summary: dict, out: Path, name: str) -> None:
             f"{r.get('reference_agent', 'amago2')} | {fmt(r['normalised'], '.2f')} | "
             f"{fmt(r['normalised_above_chance'], '.2f')}"
             f"{each(r['normalised_above_chance_per_seed'], '.2f')} | "
-            f"{_at_80(r)} |"
+            f"{_at_80(r)} | {_of_means(r)} |"
             + (f" {fmt(r.get('unrescaled_above_chance'), '.2f')} |" if unrescaled else "")
             + f" {fmt(r['in_context_gain'])} |"
             + (f" {fmt(r['success'], '.2f')} ({fmt(r['reference_success'], '.2f')}) |"
@@ -320,6 +350,14 @@ def write(summary: dict, out: Path, name: str) -> None:
         lines += ["", f"Partial runs (short of the budget, reported as reached): {partial}"]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     _plot(summary, out / f"{name}.png")
+
+
+def _of_means(row: dict) -> str:
+    """"0.80 [0.55-1.02]": the ratio of seed means and its bootstrap interval ("-": undefined)."""
+    value, interval = row.get("above_chance_of_means"), row.get("above_chance_of_means_90")
+    if value is None:
+        return "-"
+    return f"{value:.2f} [{interval[0]:.2f}-{interval[1]:.2f}]"
 
 
 def _at_80(row: dict) -> str:

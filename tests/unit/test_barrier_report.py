@@ -9,6 +9,7 @@ import pytest
 
 from polyskill.benchmarks.barrier import (
     RunResult,
+    _above_chance_of_means,
     _chance,
     _config,
     _plot,
@@ -119,6 +120,9 @@ def test_each_agent_is_normalised_by_its_own_references_and_the_bar_is_counted(
     assert own["amago2"]["reference_agent"] == "amago2"
     assert own["amago2"]["normalised_above_chance_per_seed"] == [0.5, 1.0]
     assert own["amago2"]["seeds_at_80_percent"] == 1
+    # the ratio of seed means (3.5 - 2) / (4 - 2), and its bootstrap interval over the seeds
+    assert own["amago2"]["above_chance_of_means"] == pytest.approx(0.75)
+    assert own["amago2"]["above_chance_of_means_90"] == pytest.approx([0.5, 1.0])
     # the baseline's seed-1 reference is at chance: no above-chance score for that seed
     assert own["baseline"]["reference_agent"] == "baseline"
     assert own["baseline"]["normalised_above_chance_per_seed"] == [0.5]
@@ -136,13 +140,22 @@ def test_each_agent_is_normalised_by_its_own_references_and_the_bar_is_counted(
     write(rescaled, tmp_path, "scales_banditx100")
     md = (tmp_path / "scales_banditx100.md").read_text()
     assert "| unrescaled |" in md and "`scales`, seeds [0, 1]" in md
+    assert "| 0.75 [0.50-1.00] |" in md
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len({line.count("|") for line in table}) == 1, table  # header, rule, rows agree
     amago_line = next(line for line in md.splitlines() if line.startswith("| amago2 | bandit"))
-    assert "| amago2 | 0.88 | 0.75 (0.50 / 1.00) | 1 of 2 | 0.75 |" in amago_line
+    assert "| amago2 | 0.88 | 0.75 (0.50 / 1.00) | 1 of 2 | 0.75 [0.50-1.00] | 0.75 |" in amago_line
     # an unrescaled study has no such column, and a missing unrescaled report adds nothing
     assert "unrescaled" not in (tmp_path / "scales.md").read_text()
     assert _with_unrescaled(rows(["amago2"], {"bandit": 100.0}), tmp_path / "none", "scales")[
         "rows"][0].get("unrescaled_above_chance") is None
     # the unrescaled baseline was read against its own reference, this one against amago2's
     assert by_agent["baseline"]["unrescaled_above_chance"] is None
+
+
+def test_seed_means_are_undefined_when_the_references_are_at_chance_on_average() -> None:
+    assert _above_chance_of_means([3.0, 4.0], [2.0, 1.0], 2.0)["above_chance_of_means"] is None
+    assert _above_chance_of_means([3.0], [], 2.0)["above_chance_of_means_90"] is None
+    one = _above_chance_of_means([3.0], [4.0], 2.0)
+    assert one["above_chance_of_means"] == pytest.approx(0.5)
+    assert one["above_chance_of_means_90"] == pytest.approx([0.5, 0.5])
