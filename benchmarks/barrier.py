@@ -273,7 +273,9 @@ def _above_chance_of_means(
     boot = (s[ok] - rand) / (r[ok] - rand)
     return {
         "above_chance_of_means": float((np.mean(scores) - rand) / (np.mean(refs) - rand)),
-        "above_chance_of_means_90": [float(x) for x in np.percentile(boot, [5, 95])],
+        "above_chance_of_means_90": (
+            [float(x) for x in np.percentile(boot, [5, 95])] if boot.size else None
+        ),
     }
 
 
@@ -357,7 +359,7 @@ def _of_means(row: dict) -> str:
     value, interval = row.get("above_chance_of_means"), row.get("above_chance_of_means_90")
     if value is None:
         return "-"
-    return f"{value:.2f} [{interval[0]:.2f}-{interval[1]:.2f}]"
+    return f"{value:.2f}" + (f" [{interval[0]:.2f}-{interval[1]:.2f}]" if interval else "")
 
 
 def _at_80(row: dict) -> str:
