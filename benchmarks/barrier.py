@@ -11,7 +11,11 @@ single-task reference (same budget, same seed) gives the score to normalise by: 
 default, each agent's own with `--reference-agents amago2 baseline` (a baseline that is crowded
 out in the mix learns the task alone; one that cannot learn it at all is not crowded out). Every run
 lives in its own run directory and resumes, so a study longer than one sitting is run in chunks
-(`--max-minutes` stops the current run with a checkpoint; run the same command again). The report
+(`--max-minutes` stops the current run with a checkpoint; run the same command again). Run
+directories are not in git, so a study also goes on across machines through its committed
+report: a run it records as finished, at the same budget and evaluation, is scored from the report
+when its directory is not on this machine (and not trained again), so each sitting adds runs to the
+same table (delete the report, or pass another `--out`, to redo them). The report
 (JSON, a markdown table and a PNG) only ever shows what was reached: runs still short of the budget
 are marked partial, never extrapolated.
 
@@ -49,6 +53,8 @@ class RunResult:
     env_steps: int
     budget: int
     eval: dict[str, float]
+    machine: str = ""  # where it was trained and scored (summary_line); "" = this machine
+    config: dict | None = None  # the run's TrainConfig as it trained (its config.json)
 
     @property
     def done(self) -> bool:
@@ -121,7 +127,10 @@ def _run(
     if latest is None:
         return RunResult(label, 0, cfg.total_steps, {})
     env_steps = json.loads((latest / "counters.json").read_text())["env_steps"]
-    return RunResult(label, env_steps, cfg.total_steps, _final_eval(cfg, latest, eval_trials))
+    stored = json.loads((run_dir / "config.json").read_text())
+    return RunResult(
+        label, env_steps, cfg.total_steps, _final_eval(cfg, latest, eval_trials), config=stored
+    )
 
 
 def _final_eval(cfg, checkpoint: Path, trials: int, epsilon: float = 0.0) -> dict[str, float]:
@@ -162,6 +171,36 @@ def _suite_reference(task: str, which: str, k: int) -> float | None:
 
     ref = reference_returns(task)
     return None if ref is None else k * ref[which]
+
+
+def _recorded(path: Path, steps: int, eval_trials: int) -> dict:
+    """The study's earlier report, if it was made at the same budget and evaluation (else {})."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    return old if (old.get("steps"), old.get("eval_trials")) == (steps, eval_trials) else {}
+
+
+def _recorded_runs(old: dict) -> dict[str, RunResult]:
+    """The finished runs of an earlier report, each with the machine it ran on and its config."""
+    machine = summary_line(old["machine"]) if "machine" in old else "unknown"
+    return {
+        label: RunResult(label, r["env_steps"], r["budget"], r["eval"], r.get("machine", machine),
+                         r.get("config"))
+        for label, r in old.get("runs", {}).items()
+        if r.get("done")
+    }  # fmt: skip
+
+
+def _carry_mismatch(run: RunResult, cfg) -> str | None:
+    """Why a recorded run cannot stand for the one `cfg` would train (None: it can). Initial-weight
+    settings count; a report written before runs recorded their config carries nothing."""
+    from polyskill.trainer.loop import config_differences
+
+    if run.config is None:
+        return "the report does not record its config"
+    diff = config_differences(run.config, cfg, init_too=True)
+    return f"trained with other settings ({', '.join(diff)})" if diff else None
 
 
 def _task_score(result: RunResult, task: str) -> float | None:
@@ -245,11 +284,12 @@ def report(
         "steps": args.steps,
         "seeds": args.seeds,
         "eval_trials": args.eval_trials,
-        "machine": describe(),
+        "machine": (here := describe()),
         "runs": {
-            k: {"env_steps": r.env_steps, "budget": r.budget, "done": r.done, "eval": r.eval}
+            k: {"env_steps": r.env_steps, "budget": r.budget, "done": r.done, "eval": r.eval,
+                "machine": r.machine or summary_line(here), "config": r.config}
             for k, r in results.items()
-        },
+        },  # fmt: skip
         "rows": rows,
     }
 
@@ -350,6 +390,10 @@ def write(summary: dict, out: Path, name: str) -> None:
         )
     if partial:
         lines += ["", f"Partial runs (short of the budget, reported as reached): {partial}"]
+    if summary.get("carried"):
+        lines += ["", "Runs scored from the earlier report (their run directories were not on the "
+                  "machine that wrote this one): " + "; ".join(
+                      f"{k} ({summary['runs'][k]['machine']})" for k in summary["carried"])]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     _plot(summary, out / f"{name}.png")
 
@@ -462,6 +506,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-reference", action="store_true", help="skip single-task references")
     p.add_argument(
+        "--no-mix",
+        action="store_true",
+        help="train no mix runs, only single-task references (mixes already in the run "
+        "directory or the committed report are still scored)",
+    )
+    p.add_argument(
         "--reference-agents",
         nargs="+",
         choices=AGENTS,
@@ -515,16 +565,35 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--reference-tasks {sorted(unknown)}: not in preset {args.preset!r} {tasks}")
     if args.eval_trials is None:
         args.eval_trials = min(256, 8 * base.eval_trials_per_task)
+    old = _recorded(args.out / f"{name}.json", args.steps, args.eval_trials)
+    recorded = _recorded_runs(old)
     results: dict[str, RunResult] = {}
+    carried: list[str] = []
+
+    def carry(label: str, run_dir: Path, cfg) -> bool:
+        """Score a finished run from the earlier report when it is not on this machine and was
+        trained with the settings this study would train it with."""
+        if (run_dir / "config.json").exists() or label not in recorded:
+            return False
+        if why := _carry_mismatch(recorded[label], cfg):
+            print(f"{label}: not taken from {args.out / name}.json: {why}")
+            return False
+        results[label] = recorded[label]
+        carried.append(label)
+        return True
+
     for seed in args.seeds:
         for agent in AGENTS:
             label = f"{agent}/seed{seed}"
             run_dir = root / agent / f"seed{seed}"
-            if agent not in args.agents and not (run_dir / "config.json").exists():
-                continue
             cfg = _config(args.preset, args.steps, seed, agent, rescale, overrides=args.overrides)
+            if carry(label, run_dir, cfg):
+                continue
+            train_mix = agent in args.agents and not args.no_mix
+            if not train_mix and not (run_dir / "config.json").exists():
+                continue
             results[label] = _run(
-                cfg, run_dir, label, deadline, args.eval_trials, train_more=agent in args.agents
+                cfg, run_dir, label, deadline, args.eval_trials, train_more=train_mix
             )
         for agent in [] if args.no_reference else args.reference_agents:
             for task in tasks:
@@ -532,17 +601,23 @@ def main(argv: list[str] | None = None) -> int:
                 train_more = args.reference_tasks is None or task in args.reference_tasks
                 label = f"{_reference(agent)}/{task}/seed{seed}"
                 run_dir = root / _reference(agent) / task / f"seed{seed}"
-                if not train_more and not (run_dir / "config.json").exists():
-                    continue
                 cfg = _config(args.preset, args.steps, seed, agent, rescale, only_task=task,
                               overrides=args.overrides)
+                if carry(label, run_dir, cfg):
+                    continue
+                if not train_more and not (run_dir / "config.json").exists():
+                    continue
                 results[label] = _run(
                     cfg, run_dir, label, deadline, args.eval_trials, train_more=train_more
                 )  # fmt: skip
     chance = _chance(_config(args.preset, args.steps, args.seeds[0], "amago2", rescale,
                              overrides=args.overrides), root, args.eval_trials)  # fmt: skip
+    for row in old.get("rows", []):  # measured with a run that is not on this machine
+        if chance.get(row["task"]) is None:
+            chance[row["task"]] = row.get("chance")
     summary = report(args, results, tasks, k, chance)
-    summary["td_target"] = _td_targets(root, base.loss.td_target)
+    summary["carried"] = carried
+    summary["td_target"] = _td_targets(root, old.get("td_target") or base.loss.td_target)
     summary = _with_unrescaled(summary, args.out, args.preset + settings)
     write(summary, args.out, name)
     for r in summary["rows"]:

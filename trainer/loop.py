@@ -106,13 +106,7 @@ class RunDir:
             return cfg
         stored = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()
         new = cfg.to_dict()
-        for section, keys in INIT_ONLY.items():
-            new[section].update({k: stored[section][k] for k in keys})
-        diff = sorted(
-            _differing(k, stored.get(k), new.get(k))
-            for k in set(stored) | set(new)
-            if k not in PER_INVOCATION and stored.get(k) != new.get(k)
-        )
+        diff = config_differences(stored, cfg)
         if diff:
             raise ConfigError(
                 f"{self.root} holds a run with a different configuration (differs in: "
@@ -140,6 +134,24 @@ class RunDir:
         for old in kept[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return path
+
+
+def config_differences(
+    stored: dict[str, Any], cfg: TrainConfig, init_too: bool = False
+) -> list[str]:
+    """The settings in which a stored run's config differs from `cfg`, budget and time limit
+    aside. Settings of the initial weights count only with `init_too`: a resumed run loads its
+    own weights, but a finished run's results depend on them."""
+    stored = TrainConfig.from_dict(stored).to_dict()
+    new = cfg.to_dict()
+    if not init_too:
+        for section, keys in INIT_ONLY.items():
+            new[section].update({k: stored[section][k] for k in keys})
+    return sorted(
+        _differing(k, stored.get(k), new.get(k))
+        for k in set(stored) | set(new)
+        if k not in PER_INVOCATION and stored.get(k) != new.get(k)
+    )
 
 
 def _differing(key: str, stored: Any, new: Any) -> str:

@@ -159,3 +159,65 @@ def test_seed_means_are_undefined_when_the_references_are_at_chance_on_average()
     one = _above_chance_of_means([3.0], [4.0], 2.0)
     assert one["above_chance_of_means"] == pytest.approx(0.5)
     assert one["above_chance_of_means_90"] == pytest.approx([0.5, 0.5])
+
+
+def test_a_study_goes_on_from_its_committed_report_on_a_machine_without_its_runs(
+    tmp_path: Path,
+) -> None:
+    """Run directories are not in git: the finished runs the committed report records (same
+    budget, evaluation and settings) are scored from it instead of being trained again, keep the
+    machine they ran on, and carry again into the next report. A run trained with other settings
+    (here another initial critic), or recorded without its config, is not taken."""
+    from polyskill.benchmarks.barrier import _recorded, _recorded_runs, main
+
+    out, root = tmp_path / "results", tmp_path / "runs"
+    ev = {"eval/bandit/return": 3.5, "eval/darkroom_x1000/return": 5_000.0}
+    amago_cfg = _config("scales", 1_000, 0, "amago2", {}).to_dict()
+    other_start = _config("scales", 1_000, 0, "baseline", {}).to_dict()
+    other_start["network"]["critic_start"] = "uniform"
+    reference_cfg = _config("scales", 1_000, 0, "amago2", {}, only_task="bandit").to_dict()
+    earlier = {
+        "steps": 1_000, "eval_trials": 8, "machine": "an older machine", "td_target": "scalar",
+        "runs": {
+            "amago2/seed0": {"env_steps": 1_024, "budget": 1_000, "done": True, "eval": ev,
+                             "config": amago_cfg},
+            "baseline/seed0": {"env_steps": 1_024, "budget": 1_000, "done": True, "eval": ev,
+                               "config": other_start},
+            "reference/bandit/seed0": {"env_steps": 1_024, "budget": 1_000, "done": True,
+                                       "eval": {"eval/bandit/return": 4.0},
+                                       "machine": "2 x Some CPU", "config": reference_cfg},
+            "reference/darkroom_x1000/seed0": {"env_steps": 1_024, "budget": 1_000, "done": True,
+                                               "eval": ev},  # no config recorded
+            "amago2/seed1": {"env_steps": 512, "budget": 1_000, "done": False, "eval": ev,
+                             "config": amago_cfg},
+        },
+        "rows": [{"task": "bandit", "chance": 2.5}, {"task": "darkroom_x1000", "chance": None}],
+    }  # fmt: skip
+    out.mkdir()
+    (out / "scales.json").write_text(json.dumps(earlier))
+
+    # amago2 only and no reference training: whatever is not carried would have to be trained
+    argv = ["--preset", "scales", "--steps", "1000", "--seeds", "0", "--eval-trials", "8",
+            "--agents", "amago2", "--reference-tasks", "bandit", "--root", str(root),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert not root.exists() or not any(root.rglob("config.json")), "a recorded run was retrained"
+    summary = json.loads((out / "scales.json").read_text())
+    assert summary["carried"] == ["amago2/seed0", "reference/bandit/seed0"]
+    assert set(summary["runs"]) == {"amago2/seed0", "reference/bandit/seed0"}
+    assert summary["runs"]["amago2/seed0"]["machine"] == "an older machine"
+    assert summary["runs"]["reference/bandit/seed0"]["machine"] == "2 x Some CPU"
+    assert summary["runs"]["amago2/seed0"]["config"] == amago_cfg
+    assert summary["td_target"] == "scalar"
+    rows = {(r["agent"], r["task"]): r for r in summary["rows"]}
+    amago = rows[("amago2", "bandit")]
+    assert amago["return"] == 3.5 and amago["chance"] == 2.5  # chance measured where they ran
+    assert amago["normalised_above_chance"] == pytest.approx((3.5 - 2.5) / (4.0 - 2.5))
+    md = (out / "scales.md").read_text()
+    assert "Runs scored from the earlier report" in md and "amago2/seed0 (an older machine)" in md
+
+    # the new report carries them again; another budget or evaluation does not
+    assert set(_recorded_runs(_recorded(out / "scales.json", 1_000, 8))) == {
+        "amago2/seed0", "reference/bandit/seed0"}
+    assert _recorded(out / "scales.json", 2_000, 8) == {}
+    assert _recorded(out / "scales.json", 1_000, 16) == {}
