@@ -231,6 +231,7 @@ def report(
         ref_agent = agent if agent in ref_agents else "amago2"
         for task in tasks:
             scores, refs, normed, above, gains, succ, ref_succ = [], [], [], [], [], [], []
+            ref_all: list[float] = []  # every seed's reference, with or without its mix run
             rand = chance.get(task)
             expert = _suite_reference(task, "expert", k)
             for seed in args.seeds:
@@ -238,13 +239,15 @@ def report(
                 ref = results.get(f"{_reference(ref_agent)}/{task}/seed{seed}")
                 s = _task_score(run, task) if run else None
                 r = _task_score(ref, task) if ref else None
+                if r is not None:
+                    ref_all.append(r)
+                if (x := _success(ref, task)) is not None:
+                    ref_succ.append(x)
                 if s is None:
                     continue
                 scores.append(s)
                 if (x := _success(run, task)) is not None:
                     succ.append(x)
-                if (x := _success(ref, task)) is not None:
-                    ref_succ.append(x)
                 if (g := _gain(run, task, k)) is not None:
                     gains.append(g)
                 if r is not None:
@@ -261,6 +264,8 @@ def report(
                     "return": _mean(scores),
                     "return_per_seed": scores,
                     "chance": rand,
+                    "reference_return": _mean(ref_all),
+                    "reference_return_per_seed": ref_all,
                     "normalised": _mean(normed),
                     "normalised_above_chance": _mean(above),
                     "normalised_above_chance_per_seed": above,
@@ -358,12 +363,13 @@ def write(summary: dict, out: Path, name: str) -> None:
            "random and expert returns per episode times the episodes per trial."
            if expert else ""),
         "",
-        "| agent | task | return (per seed) | chance | reference | normalised "
+        "| agent | task | return (per seed) | chance | reference | reference return (per seed) "
+        "| normalised "
         "| above chance (per seed) | at 80 % | above chance, seed means [90 %] |"
         + (" unrescaled |" if unrescaled else "")
         + " in-context gain |" + (" success (reference) |" if success else "")
         + (" expert-normalised |" if expert else "") + " seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if unrescaled else "")
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if unrescaled else "")
         + ("---|" if success else "") + ("---|" if expert else "") + "---|",
     ]
 
@@ -377,7 +383,9 @@ def write(summary: dict, out: Path, name: str) -> None:
         lines.append(
             f"| {r['agent']} | {r['task']} | {fmt(r['return'])}"
             f"{each(r['return_per_seed'], '.3g')} | {fmt(r['chance'])} | "
-            f"{r.get('reference_agent', 'amago2')} | {fmt(r['normalised'], '.2f')} | "
+            f"{r.get('reference_agent', 'amago2')} | {fmt(r.get('reference_return'))}"
+            f"{each(r.get('reference_return_per_seed', []), '.3g')} | "
+            f"{fmt(r['normalised'], '.2f')} | "
             f"{fmt(r['normalised_above_chance'], '.2f')}"
             f"{each(r['normalised_above_chance_per_seed'], '.2f')} | "
             f"{_at_80(r)} | {_of_means(r)} |"

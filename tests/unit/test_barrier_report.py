@@ -53,8 +53,13 @@ def test_metaworld_report_normalises_by_the_suite_table_and_shows_success(tmp_pa
     assert amago["success"] == 0.25 and amago["reference_success"] == 0.5
     assert amago["normalised"] == pytest.approx(1 / 1.2)
     assert rows[("baseline", "reach-v3")]["normalised_expert"] == pytest.approx(0.0)
+    assert amago["reference_return"] == pytest.approx(midway * 1.2)
     # tasks without runs still get a row (every agent x task), with nothing measured
     assert rows[("amago2", "window-open-v3")]["return"] is None
+    # a reference trained before its mix run shows in the table on its own
+    only_ref = {"reference/reach-v3/seed0": results["reference/reach-v3/seed0"]}
+    row = report(args, only_ref, tasks, k, chance)["rows"][0]
+    assert row["return"] is None and row["reference_return_per_seed"] == [midway * 1.2]
 
     write(summary, tmp_path / "out", "mw")
     md = (tmp_path / "out" / "mw.md").read_text()
@@ -144,7 +149,10 @@ def test_each_agent_is_normalised_by_its_own_references_and_the_bar_is_counted(
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len({line.count("|") for line in table}) == 1, table  # header, rule, rows agree
     amago_line = next(line for line in md.splitlines() if line.startswith("| amago2 | bandit"))
-    assert "| amago2 | 0.88 | 0.75 (0.50 / 1.00) | 1 of 2 | 0.75 [0.50-1.00] | 0.75 |" in amago_line
+    # reference return, normalised, above chance, at 80 %, seed means, unrescaled
+    expected = ("| amago2 | 4.000 (4 / 4) | 0.88 | 0.75 (0.50 / 1.00) | 1 of 2 "
+                "| 0.75 [0.50-1.00] | 0.75 |")
+    assert expected in amago_line
     # an unrescaled study has no such column, and a missing unrescaled report adds nothing
     assert "unrescaled" not in (tmp_path / "scales.md").read_text()
     assert _with_unrescaled(rows(["amago2"], {"bandit": 100.0}), tmp_path / "none", "scales")[
