@@ -74,6 +74,10 @@ class TrainConfig:
     checkpoint_every_steps: int = 5000
     keep_checkpoints: int = 3
     log_every_seconds: float = 10.0
+    """How often training rates and losses go to the tracker (and the progress bar)."""
+    progress_log_seconds: float = 60.0
+    """Without a terminal (logs, containers, CI: no progress bar) a progress line is logged this
+    often (0 = never)."""
     seed: int = 0
     torch_threads: int = 1
     device: str = "auto"

@@ -44,7 +44,7 @@ from .vector import probe_spaces
 
 log = logging.getLogger(__name__)
 # Settings a resumed run may change; anything else must match the stored config.
-PER_INVOCATION = ("total_steps", "max_seconds")
+PER_INVOCATION = ("total_steps", "max_seconds", "log_every_seconds", "progress_log_seconds")
 INIT_ONLY = {"network": ("critic_start",)}
 """Settings that only shape the initial weights: a resumed run loads its own, so they may differ."""
 CheckpointHook = Callable[[Path, dict[str, float]], None]
@@ -134,6 +134,30 @@ class RunDir:
         for old in kept[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return path
+
+
+class _ProgressLog:
+    """The progress bar's line for runs without a terminal (tqdm disables itself there), so a
+    training job in a container or under nohup says how far it is."""
+
+    def __init__(self, cfg: TrainConfig, counters: Counters, bar: tqdm) -> None:
+        self.every, self.total, self.counters = cfg.progress_log_seconds, cfg.total_steps, counters
+        self.on = bool(bar.disable) and self.every > 0
+        self.t, self.steps, self.updates = time.monotonic(), counters.env_steps, counters.updates
+
+    def maybe_log(self, now: float) -> None:
+        if not self.on or now - self.t < self.every:
+            return
+        c, dt = self.counters, now - self.t
+        steps_s = (c.env_steps - self.steps) / dt
+        eta = (self.total - c.env_steps) / steps_s if steps_s > 0 else float("inf")
+        log.info(
+            "%d / %d env steps (%.0f %%), %d updates; %.0f env steps/s, %.1f updates/s; "
+            "%.1f min to go at this rate",
+            c.env_steps, self.total, 100 * c.env_steps / max(self.total, 1), c.updates,
+            steps_s, (c.updates - self.updates) / dt, eta / 60,
+        )  # fmt: skip
+        self.t, self.steps, self.updates = now, c.env_steps, c.updates
 
 
 def config_differences(
@@ -274,6 +298,7 @@ def train(
         dynamic_ncols=True,
         disable=None,
     )
+    progress = _ProgressLog(cfg, counters, bar)
     deadline = time.monotonic() + cfg.max_seconds if cfg.max_seconds > 0 else float("inf")
     with _StopFlag() as flag:
         while counters.env_steps < cfg.total_steps and not flag.stop:
@@ -314,6 +339,7 @@ def train(
                     metrics, last_eval = run_eval(), counters.env_steps
                 checkpoint(metrics)
             now = time.monotonic()
+            progress.maybe_log(now)
             if now - t_log >= cfg.log_every_seconds:
                 rates = {
                     "train/env_steps": counters.env_steps,

@@ -16,8 +16,8 @@ CMD = [sys.executable, "-m", "polyskill.cli", "train", "--preset", "smoke", "--n
        "--set", "eval_trials_per_task=8", "--set", "learning_starts=160"]
 
 
-def start(run_dir: Path, steps: int) -> subprocess.Popen:
-    return subprocess.Popen([*CMD, "--run-dir", str(run_dir), "--steps", str(steps)],
+def start(run_dir: Path, steps: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([*CMD, *extra, "--run-dir", str(run_dir), "--steps", str(steps)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -50,10 +50,12 @@ def test_sigkill_then_resume_continues_from_checkpoint_and_replay(tmp_path: Path
     assert before["updates"] > 0 and replay_before
 
     target = before["env_steps"] + 1600
-    proc = start(run_dir, steps=target)
+    # a logging setting may change on resume; without a terminal progress goes to the log
+    proc = start(run_dir, target, "--set", "progress_log_seconds=0.2")
     out, _ = proc.communicate(timeout=150)
     assert proc.returncode == 0, out
     assert "resumed from" in out
+    assert f" / {target} env steps (" in out and "min to go at this rate" in out, out
     after = latest_counters(run_dir)
     assert after["env_steps"] >= target
     assert after["updates"] > before["updates"]
