@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ import torch
 
 from .machine import describe, summary_line
 
+log = logging.getLogger(__name__)
 AGENTS = ("amago2", "baseline")
 EVAL_SEED = 12345  # every run is scored on the same task samples
 
@@ -121,6 +123,7 @@ def _run(
     steps = json.loads((latest / "counters.json").read_text())["env_steps"] if latest else 0
     remaining = deadline - time.monotonic()
     if train_more and steps < cfg.total_steps and remaining > 30:
+        log.info("%s: training %d -> %d env steps in %s", label, steps, cfg.total_steps, run_dir)
         cfg.max_seconds = remaining
         train(cfg, run_dir, track=False)
         latest = RunDir(run_dir).latest_checkpoint()
@@ -584,8 +587,9 @@ def main(argv: list[str] | None = None) -> int:
         if (run_dir / "config.json").exists() or label not in recorded:
             return False
         if why := _carry_mismatch(recorded[label], cfg):
-            print(f"{label}: not taken from {args.out / name}.json: {why}")
+            log.warning("%s: not taken from %s.json: %s", label, args.out / name, why)
             return False
+        log.info("%s: scored from %s.json (%s)", label, args.out / name, recorded[label].machine)
         results[label] = recorded[label]
         carried.append(label)
         return True
