@@ -185,14 +185,19 @@ def _recorded(path: Path, steps: int, eval_trials: int) -> dict:
 
 
 def _recorded_runs(old: dict) -> dict[str, RunResult]:
-    """The finished runs of an earlier report, each with the machine it ran on and its config."""
+    """The runs of an earlier report, each with the machine it ran on and its config."""
     machine = summary_line(old["machine"]) if "machine" in old else "unknown"
     return {
         label: RunResult(label, r["env_steps"], r["budget"], r["eval"], r.get("machine", machine),
                          r.get("config"))
         for label, r in old.get("runs", {}).items()
-        if r.get("done")
     }  # fmt: skip
+
+
+def _record(run: RunResult, here: dict) -> dict:
+    """A run as the report stores it: enough to score it again on a machine without it."""
+    return {"env_steps": run.env_steps, "budget": run.budget, "done": run.done, "eval": run.eval,
+            "machine": run.machine or summary_line(here), "config": run.config}  # fmt: skip
 
 
 def _carry_mismatch(run: RunResult, cfg) -> str | None:
@@ -293,11 +298,7 @@ def report(
         "seeds": args.seeds,
         "eval_trials": args.eval_trials,
         "machine": (here := describe()),
-        "runs": {
-            k: {"env_steps": r.env_steps, "budget": r.budget, "done": r.done, "eval": r.eval,
-                "machine": r.machine or summary_line(here), "config": r.config}
-            for k, r in results.items()
-        },  # fmt: skip
+        "runs": {k: _record(r, here) for k, r in results.items()},
         "rows": rows,
     }
 
@@ -334,7 +335,8 @@ def _mean(xs: list[float]) -> float | None:
 def write(summary: dict, out: Path, name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
-    partial = [k for k, r in summary["runs"].items() if not r["done"]]
+    kept = set(summary.get("kept", []))
+    partial = [k for k, r in summary["runs"].items() if not r["done"] and k not in kept]
     # Tasks with success flags get a success column; a suite with a scripted expert (Meta-World)
     # gets the expert-normalised one.
     success = any(r["success"] is not None for r in summary["rows"])
@@ -405,6 +407,10 @@ def write(summary: dict, out: Path, name: str) -> None:
         lines += ["", "Runs scored from the earlier report (their run directories were not on the "
                   "machine that wrote this one): " + "; ".join(
                       f"{k} ({summary['runs'][k]['machine']})" for k in summary["carried"])]
+    if summary.get("kept"):
+        lines += ["", "Runs kept from the earlier report but not in this table (seeds or runs "
+                  "this call did not score, or trained with other settings; see the JSON): "
+                  + ", ".join(summary["kept"])]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     _plot(summary, out / f"{name}.png")
 
@@ -586,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         trained with the settings this study would train it with."""
         if (run_dir / "config.json").exists() or label not in recorded:
             return False
+        if not recorded[label].done:
+            return False  # a partial run goes on only where its run directory is
         if why := _carry_mismatch(recorded[label], cfg):
             log.warning("%s: not taken from %s.json: %s", label, args.out / name, why)
             return False
@@ -629,6 +637,11 @@ def main(argv: list[str] | None = None) -> int:
             chance[row["task"]] = row.get("chance")
     summary = report(args, results, tasks, k, chance)
     summary["carried"] = carried
+    # the report is the study's record across machines: runs this call did not score (other
+    # seeds, or settings that no longer match) stay in it, out of the table
+    kept = {label: run for label, run in recorded.items() if label not in results}
+    summary["runs"].update({label: _record(run, summary["machine"]) for label, run in kept.items()})
+    summary["kept"] = sorted(kept)
     summary["td_target"] = _td_targets(root, old.get("td_target") or base.loss.td_target)
     summary = _with_unrescaled(summary, args.out, args.preset + settings)
     write(summary, args.out, name)

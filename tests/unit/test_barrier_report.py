@@ -212,7 +212,10 @@ def test_a_study_goes_on_from_its_committed_report_on_a_machine_without_its_runs
     assert not root.exists() or not any(root.rglob("config.json")), "a recorded run was retrained"
     summary = json.loads((out / "scales.json").read_text())
     assert summary["carried"] == ["amago2/seed0", "reference/bandit/seed0"]
-    assert set(summary["runs"]) == {"amago2/seed0", "reference/bandit/seed0"}
+    # the others stay in the record, out of the table
+    assert summary["kept"] == ["amago2/seed1", "baseline/seed0", "reference/darkroom_x1000/seed0"]
+    assert set(summary["runs"]) == set(earlier["runs"])
+    assert summary["runs"]["baseline/seed0"]["config"] == other_start
     assert summary["runs"]["amago2/seed0"]["machine"] == "an older machine"
     assert summary["runs"]["reference/bandit/seed0"]["machine"] == "2 x Some CPU"
     assert summary["runs"]["amago2/seed0"]["config"] == amago_cfg
@@ -223,9 +226,10 @@ def test_a_study_goes_on_from_its_committed_report_on_a_machine_without_its_runs
     assert amago["normalised_above_chance"] == pytest.approx((3.5 - 2.5) / (4.0 - 2.5))
     md = (out / "scales.md").read_text()
     assert "Runs scored from the earlier report" in md and "amago2/seed0 (an older machine)" in md
+    assert "not in this table" in md and "Partial runs" not in md  # seed 1 was not asked for
 
     # the new report carries them again; another budget or evaluation does not
-    assert set(_recorded_runs(_recorded(out / "scales.json", 1_000, 8))) == {
-        "amago2/seed0", "reference/bandit/seed0"}
+    again = _recorded_runs(_recorded(out / "scales.json", 1_000, 8))
+    assert set(again) == set(earlier["runs"]) and not again["amago2/seed1"].done
     assert _recorded(out / "scales.json", 2_000, 8) == {}
     assert _recorded(out / "scales.json", 1_000, 16) == {}
