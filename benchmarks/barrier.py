@@ -15,7 +15,9 @@ lives in its own run directory and resumes, so a study longer than one sitting i
 directories are not in git, so a study also goes on across machines through its committed
 report: a run it records as finished, at the same budget and evaluation, is scored from the report
 when its directory is not on this machine (and not trained again), so each sitting adds runs to the
-same table (delete the report, or pass another `--out`, to redo them). The report
+same table (delete the report, or pass another `--out`, to redo them). Runs a call does not
+score stay in the report's record; a call at another budget or evaluation starts a new record in
+the same file, so give it its own `--out`. The report
 (JSON, a markdown table and a PNG) only ever shows what was reached: runs still short of the budget
 are marked partial, never extrapolated.
 
@@ -638,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = report(args, results, tasks, k, chance)
     summary["carried"] = carried
     # the report is the study's record across machines: runs this call did not score (other
-    # seeds, or settings that no longer match) stay in it, out of the table
+    # seeds, or settings that no longer match) stay in it, out of the table; a report at another
+    # budget or evaluation is not this record (`_recorded`) and is replaced
     kept = {label: run for label, run in recorded.items() if label not in results}
     summary["runs"].update({label: _record(run, summary["machine"]) for label, run in kept.items()})
     summary["kept"] = sorted(kept)
