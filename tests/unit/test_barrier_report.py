@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from polyskill.benchmarks.barrier import (
+from polyskill.benchmarks.barrier import _chance, _config
+from polyskill.benchmarks.barrier_report import (
     RunResult,
-    _above_chance_of_means,
-    _chance,
-    _config,
-    _plot,
-    _with_unrescaled,
+    above_chance_of_means,
+    plot,
+    recorded_report,
+    recorded_runs,
     report,
+    with_unrescaled,
     write,
 )
 from polyskill.trainer.envs.metaworld import reference_returns
@@ -82,11 +83,11 @@ def test_without_references_the_plot_shows_the_expert_normalised_score(tmp_path:
     args = argparse.Namespace(seeds=[0], preset="metaworld-scales", rescale={}, overrides=[],
                               steps=1_000, eval_trials=16)
     summary = report(args, results, tasks, k, chance)
-    assert _plot(summary, tmp_path / "no_ref.png") == "expert"
+    assert plot(summary, tmp_path / "no_ref.png") == "expert"
     assert (tmp_path / "no_ref.png").stat().st_size > 0
     results["reference/reach-v3/seed0"] = RunResult(
         "reference/reach-v3/seed0", 1_000, 1_000, _eval("reach-v3", chance["reach-v3"] * 2, 0.0))
-    assert _plot(report(args, results, tasks, k, chance), tmp_path / "ref.png") == "reference"
+    assert plot(report(args, results, tasks, k, chance), tmp_path / "ref.png") == "reference"
 
 
 def test_reference_table_covers_the_scales_set_and_nothing_else() -> None:
@@ -139,7 +140,7 @@ def test_each_agent_is_normalised_by_its_own_references_and_the_bar_is_counted(
     # a rescaled study shows the unrescaled study's scores beside its own
     summary = rows(["amago2", "baseline"], {})
     write(summary, tmp_path, "scales")
-    rescaled = _with_unrescaled(rows(["amago2"], {"bandit": 100.0}), tmp_path, "scales")
+    rescaled = with_unrescaled(rows(["amago2"], {"bandit": 100.0}), tmp_path, "scales")
     by_agent = {r["agent"]: r for r in rescaled["rows"]}
     assert by_agent["amago2"]["unrescaled_above_chance"] == pytest.approx(0.75)
     write(rescaled, tmp_path, "scales_banditx100")
@@ -155,16 +156,16 @@ def test_each_agent_is_normalised_by_its_own_references_and_the_bar_is_counted(
     assert expected in amago_line
     # an unrescaled study has no such column, and a missing unrescaled report adds nothing
     assert "unrescaled" not in (tmp_path / "scales.md").read_text()
-    assert _with_unrescaled(rows(["amago2"], {"bandit": 100.0}), tmp_path / "none", "scales")[
+    assert with_unrescaled(rows(["amago2"], {"bandit": 100.0}), tmp_path / "none", "scales")[
         "rows"][0].get("unrescaled_above_chance") is None
     # the unrescaled baseline was read against its own reference, this one against amago2's
     assert by_agent["baseline"]["unrescaled_above_chance"] is None
 
 
 def test_seed_means_are_undefined_when_the_references_are_at_chance_on_average() -> None:
-    assert _above_chance_of_means([3.0, 4.0], [2.0, 1.0], 2.0)["above_chance_of_means"] is None
-    assert _above_chance_of_means([3.0], [], 2.0)["above_chance_of_means_90"] is None
-    one = _above_chance_of_means([3.0], [4.0], 2.0)
+    assert above_chance_of_means([3.0, 4.0], [2.0, 1.0], 2.0)["above_chance_of_means"] is None
+    assert above_chance_of_means([3.0], [], 2.0)["above_chance_of_means_90"] is None
+    one = above_chance_of_means([3.0], [4.0], 2.0)
     assert one["above_chance_of_means"] == pytest.approx(0.5)
     assert one["above_chance_of_means_90"] == pytest.approx([0.5, 0.5])
 
@@ -176,7 +177,7 @@ def test_a_study_goes_on_from_its_committed_report_on_a_machine_without_its_runs
     budget, evaluation and settings) are scored from it instead of being trained again, keep the
     machine they ran on, and carry again into the next report. A run trained with other settings
     (here another initial critic), or recorded without its config, is not taken."""
-    from polyskill.benchmarks.barrier import _recorded, _recorded_runs, main
+    from polyskill.benchmarks.barrier import main
 
     out, root = tmp_path / "results", tmp_path / "runs"
     ev = {"eval/bandit/return": 3.5, "eval/darkroom_x1000/return": 5_000.0}
@@ -229,7 +230,7 @@ def test_a_study_goes_on_from_its_committed_report_on_a_machine_without_its_runs
     assert "not in this table" in md and "Partial runs" not in md  # seed 1 was not asked for
 
     # the new report carries them again; another budget or evaluation does not
-    again = _recorded_runs(_recorded(out / "scales.json", 1_000, 8))
+    again = recorded_runs(recorded_report(out / "scales.json", 1_000, 8))
     assert set(again) == set(earlier["runs"]) and not again["amago2/seed1"].done
-    assert _recorded(out / "scales.json", 2_000, 8) == {}
-    assert _recorded(out / "scales.json", 1_000, 16) == {}
+    assert recorded_report(out / "scales.json", 2_000, 8) == {}
+    assert recorded_report(out / "scales.json", 1_000, 16) == {}
