@@ -9,6 +9,7 @@ BENCHMARKS = {
     "train": "polyskill.benchmarks.train",
     "serve": "polyskill.benchmarks.serve",
     "barrier": "polyskill.benchmarks.barrier",
+    "gpu": "polyskill.benchmarks.gpu",
 }
 
 

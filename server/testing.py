@@ -11,11 +11,13 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .app import PolicyServer, create_server
 from .config import ServerConfig
 from .models import ModelStore
+
+if TYPE_CHECKING:  # NOTE: the app (grpc health, reflection) loads in start(), so make_checkpoint
+    from .app import PolicyServer  # imports where only torch is (a GPU machine's bench gpu)
 
 
 class ServerThread:
@@ -38,6 +40,8 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
+
+        from .app import create_server
 
         async def build() -> None:
             self.server, self.port = create_server(self.config, self._models)
