@@ -310,9 +310,9 @@ def with_unrescaled(summary: dict, out: Path, name: str) -> dict:
 
 def plot(summary: dict, path: Path) -> str:
     """Bars: mean normalised score per task and agent (above chance where chance is known);
-    dots: the seeds. Without single-task references (`--no-reference`) the bars are the
-    expert-normalised score where the suite has a scripted expert (Meta-World). Returns what
-    the bars show: "reference" or "expert"."""
+    dots: the seeds. Without a single-task reference above chance (`--no-reference`, or
+    references that learned nothing) the bars are the expert-normalised score where the suite
+    has a scripted expert (Meta-World). Returns what the bars show: "reference" or "expert"."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -320,7 +320,12 @@ def plot(summary: dict, path: Path) -> str:
 
     tasks = sorted({r["task"] for r in summary["rows"]})
     rows = {(r["agent"], r["task"]): r for r in summary["rows"]}
-    by_expert = all(r["normalised"] is None for r in summary["rows"]) and any(
+    # NOTE: a reference score is readable where it is above chance (or chance is unknown); with
+    # none readable (no references, or none above chance: Meta-World at 300k) the bars would be
+    # empty, so they show the expert-normalised score where the suite has one.
+    readable = any((r["normalised_above_chance"] if r["chance"] is not None else r["normalised"])
+                   is not None for r in summary["rows"])
+    by_expert = not readable and any(
         r.get("normalised_expert") is not None for r in summary["rows"])
     fig, ax = plt.subplots(figsize=(1.8 * len(tasks) + 2, 3.5))
     width = 0.38
@@ -339,7 +344,8 @@ def plot(summary: dict, path: Path) -> str:
             ax.plot([x] * len(seeds), seeds, "k.", markersize=4)
     if by_expert:
         ax.set_ylabel("(return - random) /\n(scripted expert - random)")
-        ax.set_title("no single-task references: against the suite's random and expert policies",
+        ax.set_title("no single-task reference above chance: against the suite's random and "
+                     "expert policies",
                      fontsize=9)
     else:
         ax.axhline(0.8, color="grey", linestyle="--", linewidth=1, label="80 % of single-task")

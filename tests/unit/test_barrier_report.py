@@ -85,6 +85,10 @@ def test_without_references_the_plot_shows_the_expert_normalised_score(tmp_path:
     summary = report(args, results, tasks, k, chance)
     assert plot(summary, tmp_path / "no_ref.png") == "expert"
     assert (tmp_path / "no_ref.png").stat().st_size > 0
+    # a reference below chance (nothing learned alone) leaves no margin to plot either
+    results["reference/reach-v3/seed0"] = RunResult(
+        "reference/reach-v3/seed0", 1_000, 1_000, _eval("reach-v3", chance["reach-v3"] / 2, 0.0))
+    assert plot(report(args, results, tasks, k, chance), tmp_path / "low.png") == "expert"
     results["reference/reach-v3/seed0"] = RunResult(
         "reference/reach-v3/seed0", 1_000, 1_000, _eval("reach-v3", chance["reach-v3"] * 2, 0.0))
     assert plot(report(args, results, tasks, k, chance), tmp_path / "ref.png") == "reference"
