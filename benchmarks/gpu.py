@@ -84,9 +84,9 @@ def trial_parity(ckpt: str, kind: str, device: str, steps: int, batch: int = 4
 
 def measure(ckpt: str, ckpt512: str, kind: str, device: str, quick: bool) -> dict[str, object]:
     """Parity (against torch on the CPU) and step times of one backend on one device."""
-    from polyskill.agent.checkpoint import load_network
+    from polyskill.agent.checkpoint import read_meta
 
-    context = load_network(ckpt).cfg.context_length
+    context = read_meta(ckpt)["network"]["context_length"]  # the config, not the weights
     n1, n256 = (100, 10) if quick else (1000, 50)
     row: dict[str, object] = {"backend": kind, "device": device}
     if (kind, device) != ("torch", "cpu"):
