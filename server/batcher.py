@@ -3,7 +3,10 @@
 Request handlers `submit` validated steps to a queue; one worker task collects the steps that are
 ready (everything queued, up to `max_batch_size`), runs them as one forward pass per model version,
 samples each session's action with that session's own Generator, and resolves each step's future.
-Steps arriving while a pass runs join the next one.
+Steps arriving while a pass runs join the next one. An ActBatch request for one model version is
+queued as one block (`submit_block`): its observations arrive stacked, so it needs no queue entry,
+future or restacking per session (at 256 sessions the per-step entries cost about as much Python
+as the model pass itself), and it joins other blocks and single steps in a pass like any step.
 
 Where a pass runs: small passes (at most `inline_max_batch` steps) run right on the event loop
 thread, because handing them to a thread costs two thread wake-ups and GIL hand-offs per pass
@@ -44,7 +47,7 @@ import numpy as np
 
 from polyskill.agent.policy import ActionParams, StepInputs
 
-from .backends.base import Backend, stack_observations
+from .backends.base import Backend, stack_batch, stack_observations
 from .errors import Unavailable
 from .models import LoadedModel
 from .sessions import StepPlan
@@ -101,6 +104,28 @@ class QueuedStep:
     future: _Member
     deadline: float = math.inf  # loop.time() after which the step's result is not delivered
     alone: bool = False  # retried by itself after its pipelined pass failed
+    size = 1  # steps in this queue entry
+
+
+@dataclass(slots=True)
+class QueuedBlock:
+    """Up to max_batch_size steps of one ActBatch request, one model version: one queue entry,
+    its pass inputs built once at submit time. Its result is the (b, ...) actions of its rows."""
+
+    model: LoadedModel
+    inputs: StepInputs  # (b, ...) rows, in the request's order
+    deterministic: np.ndarray  # (b,) bool
+    rngs: list[np.random.Generator]  # (b,) one per session
+    future: _Member
+    deadline: float = math.inf
+    alone: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.rngs)
+
+
+Queued = QueuedStep | QueuedBlock
 
 
 @dataclass
@@ -128,9 +153,10 @@ class Batcher:
         self._executor = ThreadPoolExecutor(1, "polyskill-model", initializer=thread_initializer)
         # NOTE: a deque plus one wake-up future rather than an asyncio.Queue: waiting for a batch
         # to fill then costs one future and one timer per pass, not a Task per arriving step.
-        self._pending: deque[QueuedStep | _Job] = deque()
+        self._pending: deque[Queued | _Job] = deque()
+        self._queued = 0  # steps in _pending (a block counts its rows, a job counts 1)
         self._wakeup: asyncio.Future | None = None
-        self._wake_at = 1  # wake the worker once this many items are pending
+        self._wake_at = 1  # wake the worker once this many steps are pending
         self._worker: asyncio.Task | None = None
         self._last_size = 1
         self._closed = False
@@ -171,16 +197,36 @@ class Batcher:
         loop = asyncio.get_running_loop()
         group = _Group(len(steps), loop.create_future())
         deadline = math.inf if timeout is None else loop.time() + timeout
-        self._pending.extend(QueuedStep(m, p, o, _Member(group, i), deadline)
-                             for i, (m, p, o) in enumerate(steps))
-        if len(self._pending) >= self._wake_at:
-            self._wake()
-        timer = None if timeout is None else loop.call_later(timeout, _expire, group.future)
-        try:
-            return await group.future
-        finally:
-            if timer is not None:
-                timer.cancel()
+        self._enqueue([QueuedStep(m, p, o, _Member(group, i), deadline)
+                       for i, (m, p, o) in enumerate(steps)])
+        return await _wait(group.future, timeout)
+
+    async def submit_block(self, model: LoadedModel, plans: list[StepPlan],
+                           obs: dict[str, np.ndarray | list[str]], timeout: float | None
+                           ) -> np.ndarray:
+        """Actions (B, ...) for B validated steps of one model version whose observations are
+        stacked (field -> (B, ...), or B strings): the ActBatch path. Queued as blocks of at most
+        max_batch_size rows; fails as a whole, as submit_many does."""
+        if self._closed:
+            raise Unavailable("server is shutting down; reconnect to another replica")
+        if timeout is not None and timeout <= 0:
+            raise TimeoutError
+        loop = asyncio.get_running_loop()
+        B, size = len(plans), self.max_batch_size
+        chunks = [(i, min(i + size, B)) for i in range(0, B, size)]
+        group = _Group(len(chunks), loop.create_future())
+        deadline = math.inf if timeout is None else loop.time() + timeout
+        blocks = []
+        for k, (a, b) in enumerate(chunks):
+            rows = plans[a:b]
+            obs_rows = obs if len(chunks) == 1 else {n: v[a:b] for n, v in obs.items()}
+            blocks.append(QueuedBlock(
+                model, _plan_inputs(rows, stack_batch(model.backend.obs_spec, obs_rows)),
+                np.array([p.deterministic for p in rows]), [p.rng for p in rows],
+                _Member(group, k), deadline))
+        self._enqueue(blocks)
+        parts = await _wait(group.future, timeout)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def run_sync(self, fn: Callable, *args: object) -> asyncio.Future:
         """Run `fn(*args)` on the model thread (re-encoding, warm-up), in order with the passes."""
@@ -191,18 +237,29 @@ class Batcher:
         return future
 
     # ---- queue --------------------------------------------------------------------------------
-    def _put(self, item: QueuedStep | _Job) -> None:
-        self._pending.append(item)
-        if len(self._pending) >= self._wake_at or isinstance(item, _Job):
+    def _enqueue(self, items: list[Queued]) -> None:
+        self._pending.extend(items)
+        self._queued += sum(item.size for item in items)
+        if self._queued >= self._wake_at:
             self._wake()
+
+    def _put(self, item: _Job) -> None:
+        self._pending.append(item)
+        self._queued += 1
+        self._wake()
+
+    def _popleft(self) -> Queued | _Job:
+        item = self._pending.popleft()
+        self._queued -= item.size if not isinstance(item, _Job) else 1
+        return item
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
     async def _wait_for(self, count: int, timeout: float | None) -> None:
-        """Until `count` items are pending, a job arrives, `stop` is called or `timeout` passes."""
-        if len(self._pending) >= count or self._closed:
+        """Until `count` steps are pending, a job arrives, `stop` is called or `timeout` passes."""
+        if self._queued >= count or self._closed:
             return
         loop = asyncio.get_running_loop()
         self._wakeup = wakeup = loop.create_future()
@@ -215,16 +272,18 @@ class Batcher:
             if timer is not None:
                 timer.cancel()
 
-    def _take_steps(self) -> list[QueuedStep]:
-        """The leading queued steps (up to max_batch_size), stopping at a job; a step to retry
-        alone is taken alone."""
+    def _take_steps(self) -> list[Queued]:
+        """The leading queued steps and blocks (up to max_batch_size steps, and always the first),
+        stopping at a job; an entry to retry alone is taken alone."""
         pending = self._pending
         if pending[0].alone:
-            return [pending.popleft()]
-        batch: list[QueuedStep] = []
-        while (pending and len(batch) < self.max_batch_size and isinstance(pending[0], QueuedStep)
-               and not pending[0].alone):
-            batch.append(pending.popleft())
+            return [self._popleft()]
+        batch: list[Queued] = [self._popleft()]
+        steps = batch[0].size
+        while (pending and not isinstance(pending[0], _Job) and not pending[0].alone
+               and steps + pending[0].size <= self.max_batch_size):
+            steps += pending[0].size
+            batch.append(self._popleft())
         return batch
 
     # ---- worker -------------------------------------------------------------------------------
@@ -240,46 +299,46 @@ class Batcher:
                 continue
             if isinstance(self._pending[0], _Job):
                 await self._drain()
-                await self._run_job(self._pending.popleft())
+                await self._run_job(self._popleft())
                 continue
             target = min(self.max_batch_size, self._last_size)
-            if len(self._pending) < target and self.max_wait_s > 0 and not self._closed:
+            if self._queued < target and self.max_wait_s > 0 and not self._closed:
                 await self._wait_for(target, self.max_wait_s)
             batch = self._take_steps()
-            self._last_size = len(batch)
             live = [s for s in batch if not s.future.done()]  # skip steps whose caller gave up
+            self._last_size = size = sum(s.size for s in batch)
             if not live:
                 continue
-            if self.pipeline_depth > 1 and len(live) > self.inline_max_batch and _pipelined(live):
+            if self.pipeline_depth > 1 and size > self.inline_max_batch and _pipelined(live):
                 await self._send_pass(live)
                 continue
             await self._drain()
             started = time.perf_counter()
-            if len(live) <= self.inline_max_batch:
+            if size <= self.inline_max_batch:
                 results = self._execute(live)
             else:
                 results = await loop.run_in_executor(self._executor, self._execute, live)
             if self.on_batch is not None:
-                self.on_batch(len(live), time.perf_counter() - started)
+                self.on_batch(sum(s.size for s in live), time.perf_counter() - started)
             _deliver(live, results, loop.time())
 
     # ---- pipelined passes ---------------------------------------------------------------------
-    async def _send_pass(self, live: list[QueuedStep]) -> None:
+    async def _send_pass(self, live: list[Queued]) -> None:
         """Send one pass to a pipelined backend; its answer is received on the model thread and
         delivered from there, while this loop goes on batching."""
         while len(self._in_flight) >= self.pipeline_depth:
             await asyncio.wait([self._in_flight[0]])
             self._in_flight.popleft()
-        steps = sorted(live, key=lambda s: s.plan.slot)
+        steps = live
         backend = steps[0].model.backend
         try:
-            inputs = _inputs(steps)
+            batch = _Pass(steps)
         except Exception:  # noqa: BLE001 - a step that does not stack: find it, alone
             self._retry_alone(steps)
             return
         loop = asyncio.get_running_loop()
         try:
-            backend.send(inputs)
+            backend.send(batch.inputs)
         except Unavailable as e:  # the worker is gone
             _deliver(steps, [e] * len(steps), loop.time())
             return
@@ -287,14 +346,14 @@ class Batcher:
             self._retry_alone(steps)
             return
         started = time.perf_counter()
-        received = loop.run_in_executor(self._executor, _receive, backend, steps)
+        received = loop.run_in_executor(self._executor, _receive, backend, batch)
         received.add_done_callback(lambda f: self._on_received(steps, f.result(), started))
         self._in_flight.append(received)
 
-    def _on_received(self, steps: list[QueuedStep], results: list | BaseException,
+    def _on_received(self, steps: list[Queued], results: list | BaseException,
                      started: float) -> None:
         if self.on_batch is not None:
-            self.on_batch(len(steps), time.perf_counter() - started)
+            self.on_batch(sum(s.size for s in steps), time.perf_counter() - started)
         if isinstance(results, Unavailable):  # the model itself is gone: no retries
             results = [results] * len(steps)
         elif isinstance(results, BaseException):
@@ -302,11 +361,12 @@ class Batcher:
             return
         _deliver(steps, results, asyncio.get_running_loop().time())
 
-    def _retry_alone(self, steps: list[QueuedStep]) -> None:
-        """Isolate: queue each step of a failed pass first, to run by itself."""
+    def _retry_alone(self, steps: list[Queued]) -> None:
+        """Isolate: queue each step (or block) of a failed pass first, to run by itself."""
         for s in reversed(steps):
             s.alone = True
             self._pending.appendleft(s)
+            self._queued += s.size
         self._wake()
 
     async def _drain(self) -> None:
@@ -326,15 +386,12 @@ class Batcher:
             job.future.set_result(result)
 
     # ---- model pass ---------------------------------------------------------------------------
-    def _execute(self, steps: list[QueuedStep]) -> list[np.ndarray | BaseException]:
+    def _execute(self, steps: list[Queued]) -> list[np.ndarray | BaseException]:
         groups: dict[int, list[int]] = {}
         for i, s in enumerate(steps):
             groups.setdefault(s.model.version, []).append(i)
         out: list[np.ndarray | BaseException] = [RuntimeError("not run")] * len(steps)
         for indices in groups.values():
-            # NOTE: ascending slots; a run of consecutive slots reads the KV cache as a view.
-            if len(indices) > 1:
-                indices.sort(key=lambda i: steps[i].plan.slot)
             group = [steps[i] for i in indices]
             try:
                 results = _forward(group)
@@ -342,7 +399,9 @@ class Batcher:
                 results = [e] * len(group)
             except Exception:
                 if len(group) == 1:
-                    log.exception("model step failed", extra={"session": group[0].plan.session_id})
+                    s = group[0]
+                    session = s.plan.session_id if isinstance(s, QueuedStep) else "(a batch)"
+                    log.exception("model step failed", extra={"session": session})
                     results = [RuntimeError("the model failed on this step (server bug; see the "
                                             "server log)")]
                 else:  # isolate: one failing step must not fail the batch
@@ -362,21 +421,33 @@ def _finish(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-def _pipelined(steps: list[QueuedStep]) -> bool:
+async def _wait(future: asyncio.Future, timeout: float | None):
+    """The future's result, failed with TimeoutError after `timeout` seconds."""
+    timer = None
+    if timeout is not None:
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+    try:
+        return await future
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _pipelined(steps: list[Queued]) -> bool:
     """All of one model version, on a backend that pipelines."""
     model = steps[0].model
     return model.backend.pipelined and all(s.model is model for s in steps)
 
 
-def _receive(backend: Backend, steps: list[QueuedStep]) -> list[np.ndarray] | BaseException:
+def _receive(backend: Backend, batch: _Pass) -> list[np.ndarray] | BaseException:
     """On the model thread: the answer to a pipelined pass, sampled per session (or the error)."""
     try:
-        return _select(backend.receive(), [s.plan for s in steps])
+        return batch.results(backend.receive())
     except Exception as e:  # noqa: BLE001 - handled on the event loop (`_on_received`)
         return e
 
 
-def _deliver(steps: list[QueuedStep], results: list, now: float) -> None:
+def _deliver(steps: list[Queued], results: list, now: float) -> None:
     """Resolve each step's future with its action or error; a step past its deadline times out."""
     for step, result in zip(steps, results, strict=True):
         if step.future.done():
@@ -389,10 +460,10 @@ def _deliver(steps: list[QueuedStep], results: list, now: float) -> None:
             step.future.set_result(result)
 
 
-def _forward(steps: list[QueuedStep]) -> list[np.ndarray]:
+def _forward(steps: list[Queued]) -> list[np.ndarray]:
     """One batched forward pass for steps of one model version, then per-session sampling."""
     backend = steps[0].model.backend
-    if len(steps) == 1:  # the B=1 latency path: no list building or stacking
+    if len(steps) == 1 and isinstance(steps[0], QueuedStep):  # the B=1 latency path
         p = steps[0].plan
         inputs = StepInputs(
             obs=stack_observations(backend.obs_spec, [steps[0].obs]),
@@ -405,13 +476,60 @@ def _forward(steps: list[QueuedStep]) -> list[np.ndarray]:
         )
         params = backend.step(inputs)
         return [np.asarray(params.select((p.deterministic,), (p.rng,))[0])]
-    return _select(backend.step(_inputs(steps)), [s.plan for s in steps])
+    batch = _Pass(steps)
+    return batch.results(backend.step(batch.inputs))
 
 
-def _inputs(steps: list[QueuedStep]) -> StepInputs:
-    backend, plans = steps[0].model.backend, [s.plan for s in steps]
+class _Pass:
+    """The inputs of one pass over single steps and blocks of one model version, rows in
+    ascending slot order (evenly spaced slots read the KV cache as a view, not a gather), and
+    how to hand its actions back: one row per single step, a (b, ...) slice per block."""
+
+    def __init__(self, steps: list[Queued]) -> None:
+        singles = [s for s in steps if isinstance(s, QueuedStep)]
+        parts: list[tuple[StepInputs, np.ndarray, list[np.random.Generator]]] = []
+        if singles:
+            plans = [s.plan for s in singles]
+            obs = stack_observations(steps[0].model.backend.obs_spec, [s.obs for s in singles])
+            parts.append((_plan_inputs(plans, obs), np.array([p.deterministic for p in plans]),
+                          [p.rng for p in plans]))
+        parts += [(s.inputs, s.deterministic, s.rngs) for s in steps if isinstance(s, QueuedBlock)]
+        # rows: the single steps (in queue order), then each block's rows
+        self.rows: list[int | slice] = []
+        offset = len(singles)
+        index = {id(s): i for i, s in enumerate(singles)}
+        for s in steps:
+            if isinstance(s, QueuedStep):
+                self.rows.append(index[id(s)])
+            else:
+                self.rows.append(slice(offset, offset + s.size))
+                offset += s.size
+        inputs, self.deterministic, self.rngs = (
+            parts[0] if len(parts) == 1 else _concatenate(parts))
+        slots = inputs.slot_ids
+        self.order: np.ndarray | None = None
+        if len(slots) > 1 and (np.diff(slots) < 0).any():
+            self.order = order = np.argsort(slots, kind="stable")
+            inputs = _take(inputs, order)
+            self.deterministic = self.deterministic[order]
+            self.rngs = [self.rngs[i] for i in order]
+        self.inputs = inputs
+
+    def results(self, params: ActionParams) -> list[np.ndarray]:
+        """Each session's action, drawn with its own Generator (or its mode if deterministic),
+        handed back per queue entry: () int64 | (dim,) float32 per step, (b, ...) per block."""
+        actions = params.select(self.deterministic, self.rngs)  # (N,) int64 | (N, dim) float32
+        if self.order is not None:
+            unsorted = np.empty_like(actions)
+            unsorted[self.order] = actions
+            actions = unsorted
+        return [actions[r] if isinstance(r, slice) else actions[r, ...] for r in self.rows]
+
+
+def _plan_inputs(plans: list[StepPlan], obs: dict[str, np.ndarray]) -> StepInputs:
+    """Pass inputs for B planned steps whose observations are already stacked (B, ...)."""
     return StepInputs(
-        obs=stack_observations(backend.obs_spec, [s.obs for s in steps]),  # field -> (B, ...)
+        obs=obs,  # field -> (B, ...)
         prev_action=np.stack([p.prev_action for p in plans]),  # (B,) or (B, dim)
         prev_reward=np.array([p.prev_reward for p in plans], dtype=np.float32),  # (B,)
         new_episode=np.array([p.new_episode for p in plans], dtype=bool),  # (B,)
@@ -421,7 +539,20 @@ def _inputs(steps: list[QueuedStep]) -> StepInputs:
     )
 
 
-def _select(params: ActionParams, plans: list[StepPlan]) -> list[np.ndarray]:
-    """Each session's action, drawn with its own Generator (or its mode if deterministic)."""
-    actions = params.select(np.array([p.deterministic for p in plans]), [p.rng for p in plans])
-    return [np.asarray(a) for a in actions]  # B x (() int64 | (dim,) float32)
+def _concatenate(parts: list[tuple[StepInputs, np.ndarray, list[np.random.Generator]]]
+                 ) -> tuple[StepInputs, np.ndarray, list[np.random.Generator]]:
+    xs = [p[0] for p in parts]
+    inputs = StepInputs(
+        obs={k: np.concatenate([x.obs[k] for x in xs]) for k in xs[0].obs},
+        **{f: np.concatenate([getattr(x, f) for x in xs])
+           for f in ("prev_action", "prev_reward", "new_episode", "positions", "slot_ids",
+                     "starts")})
+    return inputs, np.concatenate([p[1] for p in parts]), [g for p in parts for g in p[2]]
+
+
+def _take(inputs: StepInputs, order: np.ndarray) -> StepInputs:
+    return StepInputs(
+        obs={k: v[order] for k, v in inputs.obs.items()},
+        **{f: getattr(inputs, f)[order]
+           for f in ("prev_action", "prev_reward", "new_episode", "positions", "slot_ids",
+                     "starts")})

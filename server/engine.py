@@ -35,6 +35,15 @@ class StepResult:
     step: int
 
 
+@dataclass(frozen=True)
+class BatchResult:
+    """One step of each of B sessions, rows in the request's order."""
+
+    actions: np.ndarray  # (B,) int64 or (B, dim) float32
+    model_versions: list[int]
+    steps: list[int]
+
+
 def describe_field(f: FieldSpec) -> str:
     """A one-line spec a person can build a valid Tensor from."""
     if f.kind == "text":
@@ -199,7 +208,7 @@ class Engine:
 
     async def act_batch(self, session_ids: list[str], obs: dict[str, np.ndarray | list[str]],
                         rewards: list[float], new_episodes: list[bool], timeout: float | None
-                        ) -> list[StepResult]:
+                        ) -> BatchResult:
         """One step of each of B sessions, all or nothing: if any step is rejected or fails, no
         session advances (the error names the row and its session)."""
         self._check_not_draining()
@@ -231,9 +240,13 @@ class Engine:
                     plans.append(begin(session, reward, new))
             except ServingError as e:
                 raise _at_row(e, len(plans), session_ids) from None
-            actions = await self.batcher.submit_many(
-                [(models[p.model_version], p, r) for p, r in zip(plans, rows, strict=True)],
-                timeout)
+            if len(models) == 1:  # the common case: one block, observations stay stacked
+                actions = await self.batcher.submit_block(models.popitem()[1], plans, obs,
+                                                          timeout)
+            else:
+                actions = np.stack(await self.batcher.submit_many(
+                    [(models[p.model_version], p, r) for p, r in zip(plans, rows, strict=True)],
+                    timeout))
         except TimeoutError:
             for plan in plans:
                 self.sessions.abort_step(plan)
@@ -245,10 +258,9 @@ class Engine:
                 self.sessions.abort_step(plan)
             raise
         commit = self.sessions.commit_step
-        for plan, action, r in zip(plans, actions, rows, strict=True):
-            commit(plan, action, r)
-        return [StepResult(a, p.model_version, p.position)
-                for a, p in zip(actions, plans, strict=True)]
+        for i, (plan, r) in enumerate(zip(plans, rows, strict=True)):
+            commit(plan, actions[i, ...], r)  # (), or (dim,): a view of the row
+        return BatchResult(actions, [p.model_version for p in plans], [p.position for p in plans])
 
     async def _migrate(self, session: Session) -> None:
         """Move a session onto the version its alias points to now, re-encoding its recent raw

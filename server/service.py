@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
-import numpy as np
 
 from polyskill_client._proto.polyskill.v1 import policy_pb2 as pb
 from polyskill_client._proto.polyskill.v1 import policy_pb2_grpc
@@ -136,14 +135,13 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         if any(isinstance(v, str) for v in obs.values()):
             raise InvalidArgument("a text field of a batch goes in `texts` (B strings), not in "
                                   "`observations`")
-        results = await self.engine.act_batch(
+        result = await self.engine.act_batch(
             list(request.session_ids), obs, list(request.rewards), list(request.new_episodes),
             self._timeout(context))
-        self.metrics.steps.inc(len(results))
+        self.metrics.steps.inc(len(result.steps))
         self.metrics.act_batch_latency.observe(time.perf_counter() - started)
-        return pb.ActBatchResponse(
-            actions=from_numpy(np.stack([r.action for r in results])),
-            model_versions=[r.model_version for r in results], steps=[r.step for r in results])
+        return pb.ActBatchResponse(actions=from_numpy(result.actions),
+                                   model_versions=result.model_versions, steps=result.steps)
 
     # ---- shared -------------------------------------------------------------------------------
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:

@@ -37,6 +37,20 @@ def stack_observations(spec: ObsSpec, observations: Sequence[dict[str, np.ndarra
     return out
 
 
+def stack_batch(spec: ObsSpec, obs: dict[str, np.ndarray | Sequence[str]]
+                ) -> dict[str, np.ndarray]:
+    """Validated stacked observations (field -> (B, ...), a text field B strings) -> the
+    network's dtypes, as stack_observations makes them from B single observations."""
+    out: dict[str, np.ndarray] = {}
+    for f in spec.fields:
+        value = obs[f.name]
+        if f.kind == "text":
+            out[f.name] = np.stack([tokenize(str(v), f) for v in value])  # (B, L)
+        else:
+            out[f.name] = np.asarray(value, dtype=f.dtype)  # (B, *shape)
+    return out
+
+
 class Backend(ABC):
     """A loaded network plus its cache pool of `num_slots` slots."""
 

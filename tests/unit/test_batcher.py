@@ -23,12 +23,12 @@ from polyskill.server.sessions import SessionTable
 pytestmark = pytest.mark.timeout(30)
 
 
-def model(num_slots: int) -> LoadedModel:
+def model(num_slots: int, action_space: gym.Space | None = None) -> LoadedModel:
     torch.manual_seed(0)
     cfg = NetworkConfig(d_model=32, num_layers=1, num_heads=2, d_ff=64, context_length=8,
                         encoder_hidden=32, head_hidden=32, num_critics=2, num_bins=16, dropout=0.0)
     space = gym.spaces.Box(-1, 1, (4,), np.float32)
-    actions = action_spec_from_space(gym.spaces.Discrete(3))
+    actions = action_spec_from_space(action_space or gym.spaces.Discrete(3))
     net = AgentNetwork(cfg, obs_spec_from_space(space), actions)
     return LoadedModel("m", 1, TorchBackend(net, num_slots))
 
@@ -197,14 +197,20 @@ def test_submit_many_acts_as_single_steps_in_order_across_passes() -> None:
     assert asyncio.run(go(True)) == asyncio.run(go(False))
 
 
+def started(n: int, max_wait_ms: float) -> tuple[LoadedModel, Batcher, SessionTable, list[str]]:
+    """A model, a running batcher (passes of up to 8) and n open deterministic sessions."""
+    m = model(n)
+    batcher = Batcher(max_batch_size=8, max_wait_ms=max_wait_ms)
+    batcher.start()
+    table = SessionTable(n, 60.0, 8)
+    sids = [table.open(1, m.backend.zero_action(), deterministic=True).session_id
+            for _ in range(n)]
+    return m, batcher, table, sids
+
+
 def test_submit_many_fails_as_a_whole_and_the_batcher_keeps_going() -> None:
     async def go() -> int:
-        m = model(4)
-        batcher = Batcher(max_batch_size=8, max_wait_ms=0.0)
-        batcher.start()
-        table = SessionTable(4, 60.0, 8)
-        sids = [table.open(1, m.backend.zero_action(), deterministic=True).session_id
-                for _ in range(4)]
+        m, batcher, table, sids = started(4, 0.0)
         good = [{"obs": np.zeros(4, np.float32)} for _ in sids]
         bad = good[:2] + [{"obs": np.zeros(5, np.float32)}] + good[3:]  # bypasses validation
         plans, pending = _group_run(m, batcher, table, sids, bad, 5.0)
@@ -226,6 +232,71 @@ def test_submit_many_fails_as_a_whole_and_the_batcher_keeps_going() -> None:
         return len(actions)
 
     assert asyncio.run(go()) == 4
+
+
+@pytest.mark.parametrize("action_space", [gym.spaces.Discrete(3),
+                                          gym.spaces.Box(-2, 2, (2,), np.float32)])
+def test_blocks_act_as_single_steps_when_chunked_and_sharing_passes(action_space) -> None:
+    """ActBatch's path: stacked blocks, one bigger than max_batch_size (so chunked), sharing
+    passes with each other and with single steps, slots out of order (so the pass sorts them):
+    every session gets exactly the actions it gets stepping alone."""
+    n, blocks = 10, [[7, 2, 9, 4, 0, 5], [1, 8]]  # session indices per block; 3 and 6 alone
+
+    async def go(together: bool) -> list[np.ndarray]:
+        m = model(n, action_space)
+        batcher = Batcher(max_batch_size=5, max_wait_ms=20.0 if together else 0.0)
+        batcher.start()
+        table = SessionTable(n, 60.0, 8)
+        sids = [table.open(1, m.backend.zero_action(), seed=i + 1).session_id for i in range(n)]
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(4):
+            obs = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+            plans = [table.begin_step(s, 1.0, False) for s in sids]
+            if together:
+                calls = [batcher.submit_block(m, [plans[i] for i in b], {"obs": obs[b]}, 5.0)
+                         for b in blocks]
+                calls += [batcher.submit(m, plans[i], {"obs": obs[i]}, 5.0) for i in (3, 6)]
+                results = await asyncio.gather(*calls)
+                actions: list = [None] * n
+                for b, got in zip(blocks, results, strict=False):
+                    assert got.shape[0] == len(b)
+                    for i, a in zip(b, got, strict=True):
+                        actions[i] = a
+                actions[3], actions[6] = results[-2:]
+            else:
+                actions = [await batcher.submit(m, p, {"obs": obs[i]}, 5.0)
+                           for i, p in enumerate(plans)]
+            for i, (p, a) in enumerate(zip(plans, actions, strict=True)):
+                table.commit_step(p, a, {"obs": obs[i]})
+            out.append(np.stack(actions))
+        await batcher.stop()
+        return out
+
+    for got, want in zip(asyncio.run(go(True)), asyncio.run(go(False)), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_block_that_fails_fails_alone_and_whole() -> None:
+    """A block that breaks its pass is retried alone and fails as a whole (ActBatch is all or
+    nothing); a block and a single step that shared the pass still get their actions."""
+
+    async def go() -> tuple[list, list]:
+        m, batcher, table, sids = started(6, 20.0)
+        plans = [table.begin_step(s, 1.0, False) for s in sids]
+        good = {"obs": np.zeros((2, 4), np.float32)}
+        bad = {"obs": np.zeros((3, 5), np.float32)}  # bypasses validation on purpose
+        results = await asyncio.gather(
+            batcher.submit_block(m, plans[:2], good, 5.0),
+            batcher.submit_block(m, plans[2:5], bad, 5.0),
+            batcher.submit(m, plans[5], {"obs": np.zeros(4, np.float32)}, 5.0),
+            return_exceptions=True)
+        await batcher.stop()
+        return results, plans
+
+    (good, bad, single), _ = asyncio.run(go())
+    assert isinstance(bad, RuntimeError) and "model failed" in str(bad)
+    assert good.shape == (2,) and single.shape == ()
 
 
 def test_inline_max_batch_comes_from_the_environment_and_is_checked() -> None:
