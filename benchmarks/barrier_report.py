@@ -312,12 +312,15 @@ def plot(summary: dict, path: Path) -> str:
     """Bars: mean normalised score per task and agent (above chance where chance is known);
     dots: the seeds. Without a single-task reference above chance (`--no-reference`, or
     references that learned nothing) the bars are the expert-normalised score where the suite
-    has a scripted expert (Meta-World). Returns what the bars show: "reference" or "expert"."""
+    has a scripted expert (Meta-World). A study of references alone (`--no-mix`) plots them.
+    Returns what the bars show: "reference", "expert" or "references"."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if all(r["return"] is None for r in summary["rows"]):
+        return _plot_references(summary, path, plt)
     tasks = sorted({r["task"] for r in summary["rows"]})
     rows = {(r["agent"], r["task"]): r for r in summary["rows"]}
     # NOTE: a reference score is readable where it is above chance (or chance is unknown); with
@@ -357,3 +360,32 @@ def plot(summary: dict, path: Path) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return "expert" if by_expert else "reference"
+
+
+def _plot_references(summary: dict, path: Path, plt) -> str:
+    """Single-task references without mixes: each task's reference return as a share of the
+    scripted expert's margin over random where the suite has both, else the plain return."""
+    refs = {r["task"]: r for r in summary["rows"] if r["reference_return"] is not None}
+    tasks = sorted(refs)
+    by_expert = all(refs[t]["expert"] is not None and refs[t]["chance"] is not None
+                    for t in tasks)
+    fig, ax = plt.subplots(figsize=(1.8 * max(len(tasks), 1) + 2, 3.5))
+    for j, task in enumerate(tasks):
+        r = refs[task]
+        values = list(r["reference_return_per_seed"])
+        if by_expert:
+            values = [(x - r["chance"]) / (r["expert"] - r["chance"]) for x in values]
+        ax.bar(j, float(np.mean(values)), 0.5, color="C0",
+               label=f"{r['reference_agent']} alone" if j == 0 else None)
+        ax.plot([j] * len(values), values, "k.", markersize=4)
+    ax.axhline(0.0, color="black", linewidth=0.5)
+    ax.set_ylabel("(reference - random) /\n(scripted expert - random)" if by_expert
+                  else "reference return")
+    ax.set_title("references alone (no mix)"
+                 + ("; below 0 = worse than random" if by_expert else ""), fontsize=9)
+    ax.set_xticks(np.arange(len(tasks)), tasks, rotation=15)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return "references"

@@ -92,6 +92,10 @@ def test_without_references_the_plot_shows_the_expert_normalised_score(tmp_path:
     results["reference/reach-v3/seed0"] = RunResult(
         "reference/reach-v3/seed0", 1_000, 1_000, _eval("reach-v3", chance["reach-v3"] * 2, 0.0))
     assert plot(report(args, results, tasks, k, chance), tmp_path / "ref.png") == "reference"
+    # references alone (`--no-mix`): the references themselves, against random and expert
+    del results["amago2/seed0"]
+    assert plot(report(args, results, tasks, k, chance), tmp_path / "refs.png") == "references"
+    assert (tmp_path / "refs.png").stat().st_size > 0
 
 
 def test_reference_table_covers_the_scales_set_and_nothing_else() -> None:
