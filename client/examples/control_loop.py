@@ -50,7 +50,10 @@ class LoopReport:
     errors: int = 0
     error_types: dict[str, int] = field(default_factory=dict)
     overruns: int = 0
-    """Ticks that started more than a period late (the loop itself fell behind; skipped)."""
+    """Tick slots skipped because the loop itself fell more than a period behind."""
+    stalls: int = 0
+    """Times the loop fell behind (each skips one or more slots): the host or the GIL stalled it,
+    never the network. A few on a shared machine are normal; many mean the rate is too high."""
     jitter_ms: dict[str, float] = field(default_factory=dict)
     """Tick start minus scheduled start: p50, p99, max."""
     policy_latency_ms: dict[str, float] = field(default_factory=dict)
@@ -119,6 +122,7 @@ class ControlLoop:
                 elif now - scheduled > self.period:  # fell behind: skip to the next slot
                     skipped = int((now - scheduled) // self.period)
                     report.overruns += skipped
+                    report.stalls += 1
                     k += skipped
                     continue
                 jitter.append(now - scheduled)

@@ -43,9 +43,13 @@ class Recorder:
 
 
 def assert_kept_rate(report, recorder: Recorder, ticks: int) -> None:
-    assert report.ticks + report.overruns >= ticks - 1
-    assert report.achieved_hz == pytest.approx(RATE, rel=0.1), report
-    assert report.overruns <= 3, report  # a shared 2-core machine may stall a tick or two
+    """The schedule held: slots run or skipped match the clock, and the loop fell behind at most
+    twice. A shared 2-core machine may stall the whole process once (CI saw one 250 ms stall);
+    a loop that waited on the network would fall behind on every slow or failed call."""
+    assert report.ticks == ticks
+    slots_hz = (report.ticks + report.overruns) / report.duration_s
+    assert slots_hz == pytest.approx(RATE, rel=0.1), report
+    assert report.stalls <= 2, report
     times = np.array([t for t, *_ in recorder.applied])
     assert np.median(np.diff(times)) == pytest.approx(1 / RATE, rel=0.2)
 
