@@ -90,9 +90,14 @@ class TwoHotBins(torch.nn.Module):
         if decode == "mean":
             return probs @ self.values
         if decode == "trimmed":
-            kept = probs * (probs >= TRIM_FLOOR / self.num_bins)  # (..., B)
-            return (kept @ self.values) / kept.sum(-1)
+            return self.trim(probs) @ self.values
         return symexp(probs @ self.centers)
+
+    def trim(self, probs: torch.Tensor) -> torch.Tensor:
+        """(..., B) -> (..., B): the bins above the noise floor (TRIM_FLOOR / B), renormalised.
+        The most likely bin always clears it (it holds at least 1 / B)."""
+        kept = probs * (probs >= TRIM_FLOOR / self.num_bins)
+        return kept / kept.sum(-1, keepdim=True)
 
     def decode_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return self.decode_probs(torch.softmax(logits, dim=-1))

@@ -61,14 +61,19 @@ class LossConfig:
     target critic (DESIGN.md's, and runs stored before this setting existed). Decoding reads a
     spread distribution low, the more so the larger the values, and scalar targets feed that back
     into the critic: at values in the thousands it stopped learning which bandit arm pays
-    (docs/results/barrier.md, tests/unit/test_td_target_scale.py)."""
+    (docs/results/barrier.md, tests/unit/test_td_target_scale.py). "trimmed": distributional,
+    but the next-state distribution loses its bins below the read-out's noise floor before the
+    projection (`TwoHotBins.trim`), so the softmax's floor on far bins is not carried from state
+    to state: on the 60-step `point` task distributional values reached -3,157 (below any return
+    the task can pay) and ranked moves at random, trimmed ones stayed at -50 to -200 and ranked
+    them (docs/results/barrier.md, "point"); not the default: its actor did not follow yet."""
 
     def validate(self) -> None:
         if self.n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {self.n_step}")
-        if self.td_target not in ("scalar", "distributional"):
+        if self.td_target not in ("scalar", "distributional", "trimmed"):
             raise ValueError(
-                f"td_target must be 'scalar' or 'distributional', got {self.td_target!r}"
+                f"td_target must be 'scalar', 'distributional' or 'trimmed', got {self.td_target!r}"
             )
         if self.weighting not in ("step", "window"):
             raise ValueError(f"weighting must be 'step' or 'window', got {self.weighting!r}")
@@ -147,8 +152,8 @@ def _td_target(
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """r + gamma (1 - done) Q_target(s', a') (n-step: `_n_step`); (B, T) rewards, terminated and
     has_next (transition t exists: the action mask) -> (the raw-scale scalar targets (B, T, G),
-    None), or for amago2 with `td_target="distributional"` (None, the critic's labels
-    (B, T, G, NB)): no value is decoded then."""
+    None), or for amago2 with distributional targets (None, the critic's labels (B, T, G, NB)):
+    no value is decoded then."""
     pick = torch.randperm(net.cfg.num_critics, device=h_next.device)[:2]
     dist = net.target_actor(h_next)  # batch (B, T, G)
     discrete = isinstance(dist, Categorical)
@@ -160,10 +165,12 @@ def _td_target(
     not_done = 1.0 - terminated.float()[..., None]
     reward = cfg.reward_multiplier * rewards[..., None]  # (B, T, 1)
     td = _n_step(reward, not_done * net.gammas, has_next, cfg.n_step)
-    if net.cfg.agent == "amago2" and cfg.td_target == "distributional":
+    if net.cfg.agent == "amago2" and cfg.td_target != "scalar":
         probs = torch.softmax(out, -1).mean(0)  # (B, T, G[, A], NB)
         if discrete:
             probs = (dist.probs[..., None] * probs).sum(-2)  # the target policy's mixture
+        if cfg.td_target == "trimmed":
+            probs = net.bins.trim(probs)
         return None, td.labels(net.bins, probs)
     if discrete:
         q_next = (dist.probs * net.critic_values(out, all_actions=True).mean(0)).sum(-1)

@@ -3,6 +3,8 @@
 - smoke:   5-arm Bernoulli bandit, 10 one-pull episodes per trial; a tiny agent learns to find
            the good arm in context within about a minute on one CPU core.
 - scales:  bandit (x1) and dark room (x1000) rewards in one agent: the reward-scale barrier.
+- point:   continuous actions: a point robot finds a hidden goal over 3 episodes of 20 steps
+           (the small stand-in for Meta-World's reach with its goal hidden).
 - cartpole: gymnasium CartPole-v1 with the reference-size network (the `bench train` config).
 
 Benchmark suites (need `pip install -e '.[suites]'`; docs/suites.md says how spaces are shared):
@@ -103,6 +105,26 @@ def scales() -> TrainConfig:
         checkpoint_every_steps=20_000,
         network=_small_network(context=64, num_layers=2),
         optim=OptimConfig(lr=1e-3, warmup_updates=200),  # as smoke, which learns the bandit
+    )
+
+
+def point() -> TrainConfig:
+    """Continuous actions in context: the point robot finds its hidden goal over 3 episodes."""
+    return TrainConfig(
+        tasks=[TaskSpec("point_goal", "polyskill/PointGoal-v0")],
+        episodes_per_trial=3,  # 3 x 20 steps: the whole trial fits the context
+        num_envs=8,
+        batch_size=32,
+        steps_per_iteration=2,
+        updates_per_iteration=1,
+        learning_starts=1000,
+        eps_anneal_steps=40_000,
+        total_steps=60_000,
+        eval_every_steps=20_000,
+        eval_trials_per_task=32,
+        checkpoint_every_steps=20_000,
+        network=_small_network(context=61),
+        optim=OptimConfig(lr=1e-3, warmup_updates=200),
     )
 
 
@@ -234,6 +256,7 @@ def atari_multigame() -> TrainConfig:
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "smoke": smoke,
     "scales": scales,
+    "point": point,
     "cartpole": cartpole,
     "metaworld-ml10": metaworld_ml10,
     "metaworld-ml45": metaworld_ml45,

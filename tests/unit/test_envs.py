@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from polyskill.trainer.envs import BanditEnv, DarkRoomEnv, register_builtin_envs
+from polyskill.trainer.envs import BanditEnv, DarkRoomEnv, PointGoalEnv, register_builtin_envs
 from polyskill.trainer.envs.darkroom import MOVES
 
 
@@ -89,7 +89,36 @@ def test_darkroom_goal_never_start() -> None:
         assert not np.array_equal(env.goal, env.start)
 
 
-@pytest.mark.parametrize("env_id", ["polyskill/Bandit-v0", "polyskill/DarkRoom-v0"])
+def test_point_goal_heading_for_the_goal_beats_standing_still() -> None:
+    """The reward is -distance after each move; a trial keeps its goal across resets; the
+    episode runs max_steps and reports success only at its end."""
+    env = PointGoalEnv(max_steps=20, reward_scale=2.0)
+    env.sample_task(np.random.default_rng(3))
+    goal = env.goal.copy()
+    assert np.linalg.norm(goal) == pytest.approx(1.0) and goal[1] >= 0.0
+
+    def play(policy) -> tuple[float, dict]:
+        obs, _ = env.reset(seed=0)
+        total, info, truncated = 0.0, {}, False
+        while not truncated:
+            obs, reward, terminated, truncated, info = env.step(policy(obs))
+            assert not terminated and env.observation_space.contains(obs)
+            total += reward
+        return total, info
+
+    still, still_info = play(lambda obs: np.zeros(2, np.float32))
+    assert still == pytest.approx(-2.0 * 20)  # distance 1 from the origin for 20 steps
+    assert still_info["success"] == 0.0
+    heading, info = play(lambda obs: np.clip((goal - obs) * 10, -1, 1).astype(np.float32))
+    assert heading > still / 2 and info["success"] == 1.0
+    np.testing.assert_array_equal(env.goal, goal)  # reset keeps the trial's goal
+    with pytest.raises(ValueError, match="2 finite numbers"):
+        env.step(np.array([np.nan, 0.0]))
+
+
+@pytest.mark.parametrize(
+    "env_id", ["polyskill/Bandit-v0", "polyskill/DarkRoom-v0", "polyskill/PointGoal-v0"]
+)
 def test_make_and_env_checker(env_id: str) -> None:
     env = gym.make(env_id, reward_scale=5.0)
     obs, _ = env.reset(seed=0)

@@ -15,6 +15,7 @@ from polyskill.trainer.batch import TensorBatch
 from polyskill.trainer.losses import (
     LossConfig,
     _n_step,
+    _td_target,
     compute_loss,
     filtered_bc_loss,
     step_weights,
@@ -188,3 +189,30 @@ def test_distributional_targets_shift_every_next_bin_and_stop_at_termination() -
     mixture = (spread[..., None] * bins.encode(td.offset[..., None] + td.scale[..., None]
                                                * bins.values)).sum(-2)
     torch.testing.assert_close(td.labels(bins, spread), mixture)
+
+
+def test_trimmed_targets_drop_the_next_states_noise_floor() -> None:
+    """`td_target="trimmed"` projects only the next-state bins above the read-out's noise floor:
+    a near-certain next value with the softmax's floor on every other bin gives that value's
+    label alone, where the plain distributional label keeps mass on the far bins."""
+    net = tiny_net("amago2", gym.spaces.Discrete(3))
+    with torch.no_grad():  # every critic and action: 0 at ~98 %, the rest spread over the bins
+        net.target_critics.start_at(net.bins.start_logits(0.0))
+        net.target_critics.out.weight.zero_()
+    b = random_batch(net)
+    kept = net.bins.trim(torch.softmax(net.bins.start_logits(0.0), -1))
+    assert kept.sum().item() == pytest.approx(1.0) and (kept > 0).sum() <= 2
+
+    def labels(td_target: str) -> torch.Tensor:
+        h = net.features(b.obs, b.prev_actions, b.prev_rewards, b.new_episode, b.positions)
+        cfg = LossConfig(td_target=td_target)
+        with torch.no_grad():
+            _, out = _td_target(net, h[:, 1:], torch.zeros_like(b.rewards[:, :-1]),
+                                b.terminated[:, :-1], b.action_mask[:, :-1], cfg)
+        return out  # (B, T, G, NB)
+
+    zero = net.bins.encode(torch.tensor(0.0))  # rewards 0: the label of 0 + gamma * 0
+    far = net.bins.values.abs() > 1.0
+    plain, trimmed = labels("distributional"), labels("trimmed")
+    assert plain[..., far].sum(-1).min() > 1e-3  # the floor, carried to the next state
+    torch.testing.assert_close(trimmed, zero.expand_as(trimmed).to(trimmed.dtype))

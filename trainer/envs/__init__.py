@@ -1,7 +1,8 @@
 """Built-in meta-RL tasks and benchmark-suite adapters, registered with gymnasium on import.
 
-`gymnasium.make("polyskill/Bandit-v0")` and `gymnasium.make("polyskill/DarkRoom-v0")` work once
-`polyskill.trainer.envs` has been imported; `register_builtin_envs()` is safe to call again.
+`gymnasium.make("polyskill/Bandit-v0")`, `"polyskill/DarkRoom-v0"` and `"polyskill/PointGoal-v0"`
+(continuous actions) work once `polyskill.trainer.envs` has been imported;
+`register_builtin_envs()` is safe to call again.
 The suite adapters (`polyskill/MetaWorld-v0`, `BabyAI-v0`, `POPGym-v0`, `Atari-v0`,
 `Procgen-v0`; docs/suites.md) are registered by entry-point string: importing this package
 imports no suite package, and `gymnasium.make` of one raises an ImportError naming the `suites`
@@ -14,10 +15,12 @@ import gymnasium as gym
 
 from polyskill.trainer.envs.bandit import BanditEnv
 from polyskill.trainer.envs.darkroom import DarkRoomEnv
+from polyskill.trainer.envs.point_goal import PointGoalEnv
 
 BUILTIN_ENVS: dict[str, str] = {
     "polyskill/Bandit-v0": "polyskill.trainer.envs.bandit:BanditEnv",
     "polyskill/DarkRoom-v0": "polyskill.trainer.envs.darkroom:DarkRoomEnv",
+    "polyskill/PointGoal-v0": "polyskill.trainer.envs.point_goal:PointGoalEnv",
 }
 SUITE_ENVS: dict[str, str] = {
     "polyskill/MetaWorld-v0": "polyskill.trainer.envs.metaworld:MetaWorldEnv",
@@ -39,4 +42,11 @@ def register_builtin_envs() -> None:
 
 register_builtin_envs()
 
-__all__ = ["BUILTIN_ENVS", "SUITE_ENVS", "BanditEnv", "DarkRoomEnv", "register_builtin_envs"]
+__all__ = [
+    "BUILTIN_ENVS",
+    "SUITE_ENVS",
+    "BanditEnv",
+    "DarkRoomEnv",
+    "PointGoalEnv",
+    "register_builtin_envs",
+]
