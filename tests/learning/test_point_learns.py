@@ -14,30 +14,14 @@ goal over 3 episodes; reward -distance). Seeded; a few minutes on one core.
 
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import pytest
+from random_play import random_policy_return
 
 from polyskill.agent.checkpoint import load_network
 from polyskill.benchmarks.point_probe import probe
 from polyskill.trainer.evaluate import evaluate
 from polyskill.trainer.loop import RunDir, train
 from polyskill.trainer.presets import point
-
-
-def random_policy_return(num_trials: int, episodes: int, seed: int) -> float:
-    env = gym.make("polyskill/PointGoal-v0")
-    rng = np.random.default_rng(seed)
-    total = 0.0
-    for _ in range(num_trials):
-        env.unwrapped.sample_task(rng)
-        for _ in range(episodes):
-            env.reset(seed=int(rng.integers(2**31)))
-            truncated = False
-            while not truncated:
-                _, reward, _, truncated, _ = env.step(rng.uniform(-1.0, 1.0, 2))
-                total += reward
-    return total / num_trials
 
 
 @pytest.mark.slow
@@ -47,7 +31,9 @@ def test_baseline_learns_the_point_task_with_continuous_actions(tmp_path: Path) 
     train(cfg, tmp_path / "run", track=False)
     network = load_network(RunDir(tmp_path / "run").latest_checkpoint())
     m = evaluate(network, cfg.tasks, cfg.episodes_per_trial, trials_per_task=128, seed=99)
-    random_return = random_policy_return(500, cfg.episodes_per_trial, seed=1)
+    random_return = random_policy_return(
+        "polyskill/PointGoal-v0", 500, cfg.episodes_per_trial, seed=1
+    )
 
     assert -65 < random_return < -57  # ~1 from the goal on every step of 3 x 20
     assert m["eval/point_goal/return"] > random_return + 30, (m, random_return)

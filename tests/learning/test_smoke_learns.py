@@ -3,26 +3,14 @@ adapts in context (later episodes of a trial beat the first). Seeded; about a mi
 
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
+from random_play import random_policy_return
 
 from polyskill.agent.checkpoint import load_network
 from polyskill.trainer.evaluate import evaluate
 from polyskill.trainer.loop import RunDir, train
 from polyskill.trainer.presets import smoke
-
-
-def random_policy_return(num_trials: int, episodes: int, seed: int) -> float:
-    env = gym.make("polyskill/Bandit-v0", num_arms=5)
-    rng = np.random.default_rng(seed)
-    total = 0.0
-    for _ in range(num_trials):
-        env.unwrapped.sample_task(rng)
-        for _ in range(episodes):
-            env.reset(seed=int(rng.integers(2**31)))
-            total += env.step(int(rng.integers(5)))[1]
-    return total / num_trials
 
 
 @pytest.mark.slow
@@ -32,7 +20,9 @@ def test_smoke_preset_beats_random_and_adapts_in_context(tmp_path: Path) -> None
     train(cfg, tmp_path / "run", track=False)
     network = load_network(RunDir(tmp_path / "run").latest_checkpoint())
     m = evaluate(network, cfg.tasks, cfg.episodes_per_trial, trials_per_task=256, seed=99)
-    random_return = random_policy_return(2000, cfg.episodes_per_trial, seed=1)
+    random_return = random_policy_return(
+        "polyskill/Bandit-v0", 2000, cfg.episodes_per_trial, seed=1, num_arms=5
+    )
 
     assert 2.9 < random_return < 3.5  # 10 pulls at 0.32 expected reward each
     assert m["eval/bandit/return"] > random_return + 0.8, (m, random_return)
