@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{ck.name} | {s['critic_cos_ep1']:+.2f} / {s['critic_cos_ep2']:+.2f} / "
               f"{s['critic_cos_ep3']:+.2f} | {s['actor_cos_ep1']:+.2f} / {s['actor_cos_ep2']:+.2f}"
               f" / {s['actor_cos_ep3']:+.2f} | {s['value']:.1f} / {s['return_to_go']:.1f} | "
-              f"{s['spread']:.1f} | "
-              f"{s['actor_std']:.2f}")
+              f"{s['spread']:.1f} | {s['actor_std']:.2f}")
 
 
 if __name__ == "__main__":
