@@ -64,9 +64,10 @@ class LossConfig:
     (docs/results/barrier.md, tests/unit/test_td_target_scale.py). "trimmed": distributional,
     but the next-state distribution loses its bins below the read-out's noise floor before the
     projection (`TwoHotBins.trim`), so the softmax's floor on far bins is not carried from state
-    to state: on the 60-step `point` task distributional values reached -3,157 (below any return
-    the task can pay) and ranked moves at random, trimmed ones stayed at -50 to -200 and ranked
-    them (docs/results/barrier.md, "point"); not the default: its actor did not follow yet."""
+    to state: on the 60-step `point` task distributional values read -3,021 and +3,426 where the
+    return-to-go was about -300 and ranked moves at random, trimmed ones stayed at -57 to -177 and
+    ranked them (docs/results/barrier.md, "point"). Not the default: its actor did not follow
+    yet."""
 
     def validate(self) -> None:
         if self.n_step < 1:
