@@ -66,8 +66,9 @@ class LossConfig:
     projection (`TwoHotBins.trim`), so the softmax's floor on far bins is not carried from state
     to state: on the 60-step `point` task distributional values read -3,021 and +3,426 where the
     return-to-go was about -300 and ranked moves at random, trimmed ones stayed at -57 to -177 and
-    ranked them (docs/results/barrier.md, "point"). Not the default: its actor did not follow
-    yet."""
+    ranked them (docs/results/barrier.md, "point"). Not the default: on `point`, bins fitted to
+    the task's returns (the preset's) removed the drift instead, and trimming then cut real
+    spread of the return (-40.1 per trial against -24.4 over four seeds)."""
 
     def validate(self) -> None:
         if self.n_step < 1:
