@@ -44,7 +44,9 @@ class NetworkConfig:
     carried from state to state by distributional targets, and at +-1e5 a fraction of a percent
     of it outweighs the whole return. The `point` task read +3,373 against a return-to-go of
     -286 with the wide range; fitted to [-3,000, 300], the same targets learned it in all four
-    seeds (docs/results/barrier.md, "point")."""
+    seeds. Fit the spacing too: 32 bins over that range are 0.44 apart in symlog space. With
+    rewards x100, bins at that spacing learned the task, and the range times 100 (0.74 apart)
+    did not (docs/results/barrier.md, "point")."""
     critic_decode: Decode = "trimmed"
     """How amago2 reads a value off its bin distribution (advantages, hence the actor's filter,
     and scalar TD targets use it). "symlog" = symexp of the expected symlog bin (DreamerV3 and

@@ -125,7 +125,7 @@ def point() -> TrainConfig:
         checkpoint_every_steps=20_000,
         # bins fitted to the task's returns (x10 in the TD target: a trial's discounted return
         # lies within about -2,000 and 0): with the default +-1e5 amago2's values drifted to
-        # +-3,000 and it played no better than random (docs/results/barrier.md, "point")
+        # +-3,000 and it learned the task in none of four seeds (docs/results/barrier.md, "point")
         network=_small_network(context=61, bin_low=-3_000.0, bin_high=300.0),
         optim=OptimConfig(lr=1e-3, warmup_updates=200),
     )
