@@ -17,7 +17,8 @@ report: a run it records as finished, at the same budget and evaluation, is scor
 when its directory is not on this machine (and not trained again), so each sitting adds runs to the
 same table (delete the report, or pass another `--out`, to redo them). Runs a call does not
 score stay in the report's record; a call at another budget or evaluation starts a new record in
-the same file, so give it its own `--out`. The report
+the same file, so give it its own `--out` (raising `--steps` with the same `--root` resumes every
+run; `polyskill bench curve` lays such per-budget reports side by side). The report
 (JSON, a markdown table and a PNG) only ever shows what was reached: runs still short of the budget
 are marked partial, never extrapolated.
 

@@ -10,6 +10,7 @@ BENCHMARKS = {
     "serve": "polyskill.benchmarks.serve",
     "barrier": "polyskill.benchmarks.barrier",
     "gpu": "polyskill.benchmarks.gpu",
+    "curve": "polyskill.benchmarks.curve",
 }
 
 
