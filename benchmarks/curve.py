@@ -142,13 +142,16 @@ def plot(data: dict[tuple[str, str], list[Point]], lines: dict[str, dict[str, fl
     import matplotlib.pyplot as plt
 
     tasks = sorted({task for _, task in data})
+    # one colour per run whatever its task: seed 0's reference is the same colour in every panel
+    runs = sorted({series.replace(f"/{task}/", "/") for series, task in data})
+    colour = {run: f"C{i % 10}" for i, run in enumerate(runs)}
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
-        for i, ((series, t), pts) in enumerate(data.items()):
+        for (series, t), pts in data.items():
             if t != task:
                 continue
-            ax.plot([p.env_steps for p in pts], [p.ret for p in pts], "o-", color=f"C{i}",
-                    label=series, markersize=4)
+            ax.plot([p.env_steps for p in pts], [p.ret for p in pts], "o-", markersize=4,
+                    color=colour[series.replace(f"/{task}/", "/")], label=series)
         chance, expert = lines.get(task, {}).get("chance"), lines.get(task, {}).get("expert")
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="random policy")
