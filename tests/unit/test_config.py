@@ -1,5 +1,7 @@
 """Config errors are caught before training, with messages that say which setting and why."""
 
+import math
+
 import pytest
 
 from polyskill.trainer.config import ConfigError, TrainConfig, apply_overrides, settable_keys
@@ -55,6 +57,25 @@ def test_every_preset_is_valid_and_every_key_is_listed_with_its_doc() -> None:
     assert "Tokens the policy attends over" in keys["network.context_length"]
     with pytest.raises(ConfigError, match="unknown preset"):
         get_preset("nope")
+
+
+@pytest.mark.parametrize("name", ["metaworld-ml10", "metaworld-ml45", "metaworld-scales"])
+def test_metaworld_presets_fit_amago2_s_bins_to_the_suite_s_returns(name: str) -> None:
+    """Meta-World's trials end by time limit, so nothing anchors the critic: its bins must cover
+    every discounted return the suite can pay (0-10 per step, times the TD target's multiplier)
+    and keep the spacing that learned `point` and Meta-World, about 0.44 per bin in symlog space
+    (docs/results/barrier.md); the wide +-1e5 at 0.74 learned neither."""
+    cfg = get_preset(name)
+    net = cfg.network
+    trial = cfg.episodes_per_trial * 500  # Meta-World episodes are 500 steps
+    high = 10.0 * cfg.loss.reward_multiplier * sum(max(net.gammas) ** t for t in range(trial))
+    assert net.bin_low <= 0.0 and net.bin_high >= high, (net.bin_low, net.bin_high, high)
+
+    def symlog(x: float) -> float:
+        return math.copysign(math.log1p(abs(x)), x)
+
+    spacing = (symlog(net.bin_high) - symlog(net.bin_low)) / (net.num_bins - 1)
+    assert 0.4 <= spacing <= 0.5, spacing
 
 
 @pytest.mark.parametrize("name", ["smoke", "scales", "cartpole"])
