@@ -48,7 +48,7 @@ class NetworkConfig:
     rewards x100, bins at that spacing learned the task, and the range times 100 (0.74 apart)
     did not (docs/results/barrier.md, "point"). The Meta-World presets fit theirs the same way
     (32 bins over [-100, 8,000], rewards x1): amago2 alone then beat a random policy on reach
-    and button-press in two seeds by 300k env steps, which it did not with +-1e5."""
+    and button-press in two seeds at 300k env steps, which it did not with +-1e5."""
     critic_decode: Decode = "trimmed"
     """How amago2 reads a value off its bin distribution (advantages, hence the actor's filter,
     and scalar TD targets use it). "symlog" = symexp of the expected symlog bin (DreamerV3 and
