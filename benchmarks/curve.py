@@ -66,10 +66,14 @@ def series_name(report: dict, label: str, several_settings: bool) -> str:
     return f"{label} [{settings}]"
 
 
+def several_settings(reports: list[dict]) -> bool:
+    return len({tuple(r.get("settings", [])) for r in reports}) > 1
+
+
 def curves(reports: list[dict]) -> dict[tuple[str, str], list[Point]]:
     """(series, task) -> its points in env-step order. A run scored at the same env steps by
     two reports (a finished run carried into a larger budget's call) counts once."""
-    several = len({tuple(r.get("settings", [])) for r in reports}) > 1
+    several = several_settings(reports)
     out: dict[tuple[str, str], dict[int, Point]] = {}
     for report in reports:
         for label, run in report["runs"].items():
@@ -102,10 +106,16 @@ def markdown(reports: list[dict], data: dict[tuple[str, str], list[Point]],
              lines: dict[str, dict[str, float | None]]) -> str:
     budgets = sorted({p.budget for pts in data.values() for p in pts})
     first = reports[0]
+    listed = " ".join(f"`{x}`" for x in first.get("settings", [])) or "as in the preset"
+    settings = (
+        "Settings differ between the reports: each run's follow it in brackets"
+        if several_settings(reports)
+        else f"Settings {listed}"
+    )
     head = [
         f"# Learning curves: `{first['preset']}`",
         "",
-        f"Settings {' '.join(f'`{x}`' for x in first.get('settings', [])) or 'as in the preset'}; "
+        f"{settings}; "
         f"{first.get('eval_trials')} evaluation trials per task; one report per budget "
         f"({', '.join(f'{b:,}' for b in budgets)} env steps). Return per trial, success in "
         "brackets where the suite has it; a run short of its budget shows the env steps it had "
