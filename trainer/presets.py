@@ -207,7 +207,8 @@ def _metaworld(train: tuple[str, ...], test: tuple[str, ...] = ()) -> TrainConfi
     # and trials end by time limit, so a discounted return (gamma 0.99, rewards x1) lies in
     # [0, 1,000]; 32 bins over [-100, 8,000] are 0.44 apart in symlog space. With the default
     # +-1e5 (x10) amago2 stayed below a random policy alone at 100k-300k env steps; fitted, it
-    # passed random on reach and button-press at 300k (docs/results/barrier.md, Meta-World).
+    # passed random on all four metaworld-scales tasks at 300k, alone and mixed
+    # (docs/results/barrier.md, Meta-World).
     return _suite(
         mw.metaworld_tasks(train, test),
         episodes_per_trial=3,
