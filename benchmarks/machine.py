@@ -32,6 +32,15 @@ def memory_gib() -> float | None:
         return None
 
 
+def cpuidle_driver() -> str | None:
+    """The kernel's cpuidle driver (e.g. haltpoll, intel_idle; Linux): how deep idle CPUs sleep,
+    which sets the wake-up cost that B=1 serving latencies pay (server/cpu_latency.py)."""
+    try:
+        return Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip()
+    except OSError:
+        return None
+
+
 def describe(torch_threads: int = 1) -> dict:
     """The machine and code a result came from, as a JSON-ready dict."""
     import torch
@@ -46,6 +55,7 @@ def describe(torch_threads: int = 1) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": f"{sys.platform} {platform.machine()}",
+        "cpuidle": cpuidle_driver(),
         "revision": git_revision(),
     }
 

@@ -28,6 +28,7 @@ from polyskill_client._proto.polyskill.v1 import policy_pb2_grpc
 from .auth import BearerTokenInterceptor, server_credentials
 from .batcher import Batcher
 from .config import ServerConfig, add_config_arguments, config_from_args
+from .cpu_latency import CpuLatencyRequest
 from .engine import Engine
 from .logs import configure_logging
 from .metrics import Metrics
@@ -175,7 +176,11 @@ async def _serve(config: ServerConfig) -> None:
 def serve(config: ServerConfig) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     configure_logging(config.log_format)
-    asyncio.run(_serve(config))
+    if config.cpu_latency_us < 0:
+        asyncio.run(_serve(config))
+        return
+    with CpuLatencyRequest(config.cpu_latency_us):  # raises before serving if not allowed
+        asyncio.run(_serve(config))
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:

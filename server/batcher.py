@@ -24,6 +24,11 @@ sends the next (at most `pipeline_depth` passes in flight), so the model process
 while this one samples actions and answers streams. Every other pass and every job waits until
 no pass is in flight. A session has at most one step in flight, so two passes never share one.
 
+B=1 without hand-offs: a single step that arrives while the worker is idle (nothing queued, no
+pass or job running, the last pass a single step) runs right in its handler's coroutine: the pass
+the worker would run at once anyway, minus two event-loop hops (measured 0.276 -> 0.245 ms per
+servicer step with the small ONNX model, against a bare step of 0.19 ms).
+
 Waiting: a step never waits for company when the previous pass was small (B=1 latency stays bare);
 when load is high (the last pass was bigger than what is queued) the worker waits at most
 `max_wait_ms` for the batch to fill to the last pass's size.
@@ -101,7 +106,7 @@ class QueuedStep:
     model: LoadedModel
     plan: StepPlan
     obs: dict[str, np.ndarray | str]
-    future: _Member
+    future: _Member | None  # None: run at once by its caller (Batcher._run_now), never queued
     deadline: float = math.inf  # loop.time() after which the step's result is not delivered
     alone: bool = False  # retried by itself after its pipelined pass failed
     size = 1  # steps in this queue entry
@@ -159,6 +164,7 @@ class Batcher:
         self._wake_at = 1  # wake the worker once this many steps are pending
         self._worker: asyncio.Task | None = None
         self._last_size = 1
+        self._direct_ok = True  # see _run_now
         self._closed = False
         self._in_flight: deque[asyncio.Future] = deque()  # pipelined passes, oldest first
 
@@ -184,7 +190,7 @@ class Batcher:
     ) -> list[np.ndarray]:
         """Actions for validated steps (one Act step, or an ActBatch request), in order: queued
         together, one future, one wake-up and one timer for all; raises the first failure
-        (TimeoutError after `timeout`).
+        (TimeoutError after `timeout`). A lone step on an idle batcher runs at once, here.
 
         NOTE: a timer, not asyncio.wait_for (a Task per call on the hot path). An expired step is
         skipped if not yet run; if it already ran, its result is dropped (the deadline is checked
@@ -195,11 +201,43 @@ class Batcher:
         if timeout is not None and timeout <= 0:
             raise TimeoutError
         loop = asyncio.get_running_loop()
-        group = _Group(len(steps), loop.create_future())
         deadline = math.inf if timeout is None else loop.time() + timeout
+        if len(steps) == 1 and self._idle():
+            return [self._run_now(QueuedStep(*steps[0], None, deadline))]
+        group = _Group(len(steps), loop.create_future())
         self._enqueue([QueuedStep(m, p, o, _Member(group, i), deadline)
                        for i, (m, p, o) in enumerate(steps)])
         return await _wait(group.future, timeout)
+
+    def _idle(self) -> bool:
+        """The worker waits for work and no pass or job runs anywhere: a step that arrives now
+        would be run at once as a pass of its own."""
+        return (self._direct_ok and self._wakeup is not None and not self._wakeup.done()
+                and self._wake_at == 1 and not self._pending and not self._in_flight
+                and self._last_size <= 1 and not self._closed and self.inline_max_batch >= 1)
+
+    def _run_now(self, step: QueuedStep) -> np.ndarray:
+        """Run a pass of one step right here, in the caller's coroutine (the B=1 latency path):
+        its action, or its error raised (TimeoutError if it finished past its deadline).
+
+        NOTE: until the event loop's next round, later steps are queued: steps that became
+        ready together (a burst of requests) then share the worker's next pass instead of each
+        running alone, and that pass's size turns the direct path off while load lasts."""
+        loop = asyncio.get_running_loop()
+        self._direct_ok = False
+        loop.call_soon(self._allow_direct)
+        started = time.perf_counter()
+        (result,) = self._execute([step])
+        if self.on_batch is not None:
+            self.on_batch(1, time.perf_counter() - started)
+        if isinstance(result, BaseException):
+            raise result
+        if loop.time() > step.deadline:
+            raise TimeoutError
+        return result
+
+    def _allow_direct(self) -> None:
+        self._direct_ok = True
 
     async def submit_block(self, model: LoadedModel, plans: list[StepPlan],
                            obs: dict[str, np.ndarray | list[str]], timeout: float | None

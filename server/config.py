@@ -55,6 +55,9 @@ class ServerConfig:
         3600.0, "how long closed/expired session ids are remembered (for a precise error)")
     device: str = _f("cpu", "torch device for the model, e.g. cpu or cuda:0")
     torch_threads: int = _f(1, "torch intra-op threads of the model thread (1 on small machines)")
+    cpu_latency_us: int = _f(
+        -1, "while serving, ask Linux to keep CPU wake-ups under this many microseconds (PM QoS "
+        "via /dev/cpu_dma_latency; 0 = idle CPUs poll: lowest B=1 latency, more power); -1 = off")
     auth_token: str = _f("", "if set, calls need metadata `authorization: Bearer <token>`")
     tls_cert: str = _f("", "PEM server certificate chain; with tls_key turns TLS on")
     tls_key: str = _f("", "PEM server private key")
@@ -79,6 +82,8 @@ class ServerConfig:
         need(self.step_timeout_s > 0, f"step_timeout_s must be > 0, got {self.step_timeout_s}")
         need(self.max_message_bytes >= 1024, "max_message_bytes must be >= 1024")
         need(self.history_steps >= 0, f"history_steps must be >= 0, got {self.history_steps}")
+        need(self.cpu_latency_us >= -1,
+             f"cpu_latency_us must be >= 0 (or -1 for off), got {self.cpu_latency_us}")
         need(self.torch_threads >= 1, f"torch_threads must be >= 1, got {self.torch_threads}")
         need(bool(self.tls_cert) == bool(self.tls_key), "tls_cert and tls_key go together")
         need(not self.tls_client_ca or bool(self.tls_cert), "tls_client_ca (mTLS) needs tls_cert")

@@ -34,13 +34,14 @@ def model(num_slots: int, action_space: gym.Space | None = None) -> LoadedModel:
 
 
 async def run_sessions(num: int, steps: int, together: bool, bad_at: int | None = None,
-                       inline_max_batch: int = 16, threads: set[str] | None = None):
+                       inline_max_batch: int = 16,
+                       threads: set[tuple[str, bool]] | None = None):
     m = model(num)
     if threads is not None:  # record the thread each pass runs on
         step = m.backend.step
 
         def recording_step(inputs):
-            threads.add(threading.current_thread().name)
+            threads.add((threading.current_thread().name, len(inputs.slot_ids) > 16))
             return step(inputs)
 
         m.backend.step = recording_step
@@ -86,12 +87,14 @@ def test_batched_and_unbatched_actions_are_identical() -> None:
 
 
 def test_big_passes_run_on_the_model_thread_unless_inline_max_batch_allows_them() -> None:
-    on_thread: set[str] = set()
-    inline: set[str] = set()
+    on_thread: set[tuple[str, bool]] = set()
+    inline: set[tuple[str, bool]] = set()
     a, sizes = asyncio.run(run_sessions(20, 4, together=True, threads=on_thread))
     b, _ = asyncio.run(run_sessions(20, 4, together=True, inline_max_batch=64, threads=inline))
     assert max(sizes) == 20 and list(a.values()) == list(b.values())
-    assert on_thread == {"polyskill-model_0"} and inline == {"MainThread"}
+    # (thread, pass bigger than 16): only a lone first step may run on the loop by default
+    assert on_thread <= {("polyskill-model_0", True), ("MainThread", False)}
+    assert ("polyskill-model_0", True) in on_thread and {t for t, _ in inline} == {"MainThread"}
 
 
 def test_a_step_that_breaks_its_batch_fails_alone() -> None:
@@ -140,6 +143,72 @@ def test_run_sync_jobs_run_on_the_model_thread_in_queue_order() -> None:
 
     (name,) = asyncio.run(go())
     assert name.startswith("polyskill-model")
+
+
+def test_a_lone_step_runs_in_its_callers_task_unless_the_model_is_busy() -> None:
+    """B=1 on an idle batcher skips the worker (no event-loop hops), with the same action; a step
+    that arrives while a job holds the model thread goes through the queue and waits for it."""
+
+    async def go() -> tuple[list[str], list[int], list[float], list[float]]:
+        m, batcher, table, sids = started(2, 0.0)
+        tasks, passes, job_ended = [], [], []
+        step = m.backend.step
+
+        def recording_step(inputs):
+            tasks.append(asyncio.current_task().get_name())
+            passes.append(time.perf_counter())
+            return step(inputs)
+
+        def slow_job() -> None:
+            time.sleep(0.2)
+            job_ended.append(time.perf_counter())
+
+        m.backend.step = recording_step
+        obs = {"obs": np.full(4, 0.5, np.float32)}
+        actions: list[int] = []
+        job = None
+        for i, sid in enumerate(sids):  # session 0 on an idle batcher; session 1 behind a job
+            if i == 1:
+                job = batcher.run_sync(slow_job)
+                await asyncio.sleep(0.05)  # the job now runs on the model thread
+            plan = table.begin_step(sid, 0.0, False)
+            action = await asyncio.create_task(batcher.submit(m, plan, obs, 5.0),
+                                               name=f"caller-{i}")
+            table.commit_step(plan, action, obs)
+            actions.append(int(action))
+        await job
+        await batcher.stop()
+        return tasks, actions, passes, job_ended
+
+    tasks, actions, passes, job_ended = asyncio.run(go())
+    assert tasks == ["caller-0", "batcher"]
+    assert passes[1] >= job_ended[0]  # never concurrently with the job
+    assert actions[0] == actions[1]  # deterministic sessions, same observation, same model
+
+
+def test_a_lone_step_that_finishes_past_its_deadline_times_out_and_does_not_count() -> None:
+    async def go() -> int:
+        m, batcher, table, sids = started(1, 0.0)
+        step = m.backend.step
+
+        def slow_step(inputs):
+            time.sleep(0.1)
+            return step(inputs)
+
+        obs = {"obs": np.zeros(4, np.float32)}
+        m.backend.step = slow_step
+        plan = table.begin_step(sids[0], 0.0, False)
+        with pytest.raises(TimeoutError):  # the pass ran (inline), but past the deadline
+            await batcher.submit(m, plan, obs, timeout=0.05)
+        table.abort_step(plan)
+        m.backend.step = step
+        await asyncio.sleep(0)  # the next loop round: lone steps run inline again
+        plan = table.begin_step(sids[0], 0.0, False)
+        await batcher.submit(m, plan, obs, timeout=5.0)
+        await batcher.stop()
+        return plan.position
+
+    assert asyncio.run(go()) == 0  # the timed-out step did not count
 
 
 def test_sampling_matches_generator_choice() -> None:
