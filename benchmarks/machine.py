@@ -34,7 +34,7 @@ def memory_gib() -> float | None:
 
 def cpuidle_driver() -> str | None:
     """The kernel's cpuidle driver (e.g. haltpoll, intel_idle; Linux): how deep idle CPUs sleep,
-    which sets the wake-up cost that B=1 serving latencies pay (server/cpu_latency.py)."""
+    which sets the wake-up cost that B=1 serving latencies pay (polyskill_client/cpu_latency.py)."""
     try:
         return Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip()
     except OSError:

@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["grpc", "onnx", "swap"], help="which measurements to run")
     parser.add_argument("--cpu-latency-us", type=int, default=-1,
                         help="hold a CPU wake-up latency limit for the whole run, baselines "
-                        "included (server/cpu_latency.py; 0 = idle CPUs poll); -1 = off")
+                        "included (polyskill_client/cpu_latency.py; 0 = idle CPUs poll); -1 = off")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--load-gen", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -463,17 +463,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.load_gen:
         _load_gen_main(args.load_gen)
         return 0
-    if args.cpu_latency_us >= 0:
-        from polyskill.server.cpu_latency import CpuLatencyRequest
+    from polyskill_client.cpu_latency import hold_if_set
 
-        try:
-            request = CpuLatencyRequest(args.cpu_latency_us)
-        except OSError as e:
-            print(f"bench serve: error: {e}", file=sys.stderr)
-            return 2
-        with request:  # system-wide: every process of the run, baselines and servers alike
-            return _run(args)
-    return _run(args)
+    try:
+        request = hold_if_set(args.cpu_latency_us)
+    except (OSError, ValueError) as e:
+        print(f"bench serve: error: {e}", file=sys.stderr)
+        return 2
+    with request:  # system-wide: every process of the run, baselines and servers alike
+        return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -24,11 +24,11 @@ from grpc_reflection.v1alpha import reflection
 
 from polyskill.malloc import keep_large_blocks
 from polyskill_client._proto.polyskill.v1 import policy_pb2_grpc
+from polyskill_client.cpu_latency import hold_if_set
 
 from .auth import BearerTokenInterceptor, server_credentials
 from .batcher import Batcher
 from .config import ServerConfig, add_config_arguments, config_from_args
-from .cpu_latency import CpuLatencyRequest
 from .engine import Engine
 from .logs import configure_logging
 from .metrics import Metrics
@@ -176,10 +176,7 @@ async def _serve(config: ServerConfig) -> None:
 def serve(config: ServerConfig) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     configure_logging(config.log_format)
-    if config.cpu_latency_us < 0:
-        asyncio.run(_serve(config))
-        return
-    with CpuLatencyRequest(config.cpu_latency_us):  # raises before serving if not allowed
+    with hold_if_set(config.cpu_latency_us):  # raises before serving if not allowed
         asyncio.run(_serve(config))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -163,7 +164,7 @@ class ControlLoop:
 
 def main(argv: list[str] | None = None) -> int:
     """Drive a served policy at a fixed rate with synthetic sensors (random in the spec)."""
-    from polyskill_client import NO_RETRY, PolicyClient
+    from polyskill_client.cpu_latency import hold_if_set
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="localhost:50051")
@@ -171,7 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--hold", type=float, default=0.1, help="seconds to hold the last action")
     parser.add_argument("--token", default=None)
+    parser.add_argument("--cpu-latency-us", type=int, default=-1,
+                        help="keep CPU wake-ups under this many microseconds while running "
+                        "(0 = idle CPUs poll: lower step latency, more power); -1 = off")
     args = parser.parse_args(argv)
+    try:  # NOTE: the wait for each action should not end in a slow wake-up (cpu_latency.py)
+        hold = hold_if_set(args.cpu_latency_us)
+    except (OSError, ValueError) as e:
+        print(f"control_loop: {e}", file=sys.stderr)
+        return 2
+    with hold:
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The loop against the server in `args`, for `args.seconds`; prints its report."""
+    from polyskill_client import NO_RETRY, PolicyClient
 
     # NOTE: no client-side retries and a step deadline of a few periods: the loop itself retries
     # on every tick, and a step the loop already gave up on is useless when it finally arrives.

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .client import PolicyClient
+from .cpu_latency import hold_if_set
 from .errors import PolyskillError, SpecMismatch
 from .retry import RetryPolicy
 
@@ -59,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--import", dest="imports", action="append", default=[],
                         metavar="MODULE", help="import a module that registers envs (repeatable); "
                         f"{BUILTIN_MODULE} is imported for {BUILTIN_PREFIX}* ids")
+    parser.add_argument("--cpu-latency-us", type=int, default=-1,
+                        help="while driving, ask Linux to keep CPU wake-ups under this many "
+                        "microseconds (0 = idle CPUs poll: lower step latency, more power; needs "
+                        "write access to /dev/cpu_dma_latency); -1 = off")
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
 
 
@@ -342,7 +347,13 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             print(f"polyskill drive: {name} must be >= 1, got {value}", file=sys.stderr)
             return 2
-    summary = drive(args)
+    try:
+        hold = hold_if_set(args.cpu_latency_us)
+    except (OSError, ValueError) as e:
+        print(f"polyskill drive: {e}", file=sys.stderr)
+        return 2
+    with hold:
+        summary = drive(args)
     if args.json:
         print(json.dumps(summary))
         for error in summary["errors"]:

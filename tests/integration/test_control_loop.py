@@ -96,3 +96,21 @@ def test_server_down_mid_loop_applies_the_safe_action_at_the_same_rate(ckpt: str
     tail = [(a, s) for _, a, s in recorder.applied[-20:]]
     assert all(s == "safe" and a == -1 for a, s in tail), tail
     assert report.fresh >= 30  # before the stop the server answered
+
+
+def test_the_example_runs_from_its_command_line_and_refuses_a_cpu_request_it_cannot_hold(
+        ckpt: str, tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    import control_loop
+
+    from polyskill_client import cpu_latency
+
+    with ServerThread(ServerConfig(checkpoint=ckpt, port=0)) as srv:
+        argv = ["--server", srv.address, "--rate", "50", "--seconds", "0.4"]
+        assert control_loop.main(argv) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["rate_hz"] == 50.0 and report["ticks"] >= 15 and report["fresh"] >= 1
+        monkeypatch.setattr(cpu_latency, "DEVICE", str(tmp_path / "no" / "cpu_dma_latency"))
+        assert control_loop.main([*argv, "--cpu-latency-us", "0"]) == 2
+    assert "cannot request a CPU wake-up latency of 0 us" in capsys.readouterr().err

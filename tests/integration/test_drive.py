@@ -66,6 +66,32 @@ def test_human_report_unary(bandit_server, capsys: pytest.CaptureFixture) -> Non
     assert "success" in text
 
 
+def test_cpu_latency_request_is_held_while_driving_and_refusals_stop_it_early(
+        bandit_server, tmp_path, monkeypatch, capsys) -> None:
+    from polyskill_client import cpu_latency
+
+    device = tmp_path / "cpu_dma_latency"  # a plain file stands in for the PM QoS device
+    device.touch()
+    opened = []
+    request_class = cpu_latency.CpuLatencyRequest
+
+    def recording(max_us: int) -> cpu_latency.CpuLatencyRequest:
+        opened.append(request_class(max_us, device=str(device)))
+        return opened[-1]
+
+    monkeypatch.setattr(cpu_latency, "CpuLatencyRequest", recording)
+    args = drive_args("--server", bandit_server.address, "--env", "polyskill/Bandit-v0",
+                      "--episodes", "2", "--cpu-latency-us", "0", "--json")
+    assert drive.run(args) == 0 and json.loads(capsys.readouterr().out)["steps"] == 2
+    assert device.read_bytes() == bytes(4) and opened[0]._fd is None  # held, then given back
+    monkeypatch.setattr(cpu_latency, "CpuLatencyRequest", request_class)
+    monkeypatch.setattr(cpu_latency, "DEVICE", str(tmp_path / "no" / "cpu_dma_latency"))
+    assert drive.run(args) == 2
+    assert "cannot request a CPU wake-up latency of 0 us" in capsys.readouterr().err
+    assert drive.run(drive_args("--env", "CartPole-v1", "--cpu-latency-us", "-3")) == 2
+    assert "--cpu-latency-us must be >= 0 (or -1 for off), got -3" in capsys.readouterr().err
+
+
 def test_env_that_does_not_fit_is_a_readable_error(bandit_server, capsys) -> None:
     args = drive_args("--server", bandit_server.address, "--env", "CartPole-v1", "--json")
     assert drive.run(args) == 1

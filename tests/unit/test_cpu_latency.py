@@ -6,10 +6,10 @@ import struct
 
 import pytest
 
-from polyskill.server import cpu_latency
 from polyskill.server.app import main as serve_main
 from polyskill.server.config import ServerConfig
-from polyskill.server.cpu_latency import CpuLatencyRequest
+from polyskill_client import cpu_latency
+from polyskill_client.cpu_latency import CpuLatencyRequest
 
 
 def test_the_request_writes_one_s32_and_holds_the_file_until_closed(tmp_path) -> None:
@@ -27,6 +27,19 @@ def test_a_device_that_cannot_be_opened_says_what_is_needed(tmp_path) -> None:
         CpuLatencyRequest(0, device=str(tmp_path / "missing" / "cpu_dma_latency"))
     with pytest.raises(ValueError, match=">= 0 microseconds, got -5"):
         CpuLatencyRequest(-5)
+
+
+def test_a_setting_of_minus_one_holds_nothing_and_below_is_an_error(tmp_path, monkeypatch
+                                                                     ) -> None:
+    device = tmp_path / "cpu_dma_latency"
+    device.touch()
+    monkeypatch.setattr(cpu_latency, "DEVICE", str(device))
+    with cpu_latency.hold_if_set(-1):
+        assert device.read_bytes() == b""  # off: nothing written
+    with cpu_latency.hold_if_set(7):
+        assert struct.unpack("i", device.read_bytes()) == (7,)
+    with pytest.raises(ValueError, match=r"--cpu-latency-us must be >= 0 \(or -1 for off\)"):
+        cpu_latency.hold_if_set(-2)
 
 
 def test_the_setting_is_checked_and_comes_from_the_environment() -> None:

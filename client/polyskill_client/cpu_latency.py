@@ -1,12 +1,15 @@
-"""Keep idle CPUs able to wake fast while serving: a Linux PM QoS request on /dev/cpu_dma_latency.
+"""Keep idle CPUs able to wake fast during a latency-critical loop: a Linux PM QoS request on
+/dev/cpu_dma_latency. The server holds one with `--cpu-latency-us`; a control loop on another host
+(`polyskill-drive --cpu-latency-us`, or `CpuLatencyRequest` in your own loop) holds its own.
 
-Why: a served B=1 step leaves the server's CPU idle twice per round trip (while the answer and
-the next request cross the network), and the client's too. In a halting idle state each wake-up
-costs tens to hundreds of microseconds, more on a VM (a halted vCPU needs the host to resume it).
-A request for at most `max_us` microseconds of wake-up latency makes the kernel's cpuidle governor
-pick shallow states (0 = poll: idle CPUs spin). Measured on the 2-vCPU Firecracker VMs (cpuidle
-driver haltpoll), small model, ONNX: gRPC echo round trip 0.35 -> 0.13-0.20 ms, served B=1 step
-0.77 -> 0.45-0.50 ms, the model pass in the server 0.27 -> 0.22 ms (docs/benchmarks.md).
+Why: a B=1 step leaves both ends of the round trip idle: the server's CPU while the answer and the
+next request cross the network, the client's while it waits for the action. In a halting idle
+state each wake-up costs tens to hundreds of microseconds, more on a VM (a halted vCPU needs the
+host to resume it). A request for at most `max_us` microseconds of wake-up latency makes the
+kernel's cpuidle governor pick shallow states (0 = poll: idle CPUs spin). Measured on the 2-vCPU
+Firecracker VMs (cpuidle driver haltpoll; client and server on one host, so one request covered
+both), small model, ONNX: gRPC echo round trip 0.35 -> 0.13-0.20 ms, served B=1 step 0.77 ->
+0.45-0.50 ms, the model pass in the server 0.27 -> 0.22 ms (docs/benchmarks.md).
 
 Cost: with 0, idle CPUs poll instead of halting: more power, and on a VM its vCPUs stay busy on
 the host. The tuned "latency-performance" profile makes the same request system-wide; this one
@@ -15,11 +18,12 @@ lasts exactly as long as the process holds the file open. Off by default.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
 
-log = logging.getLogger("polyskill.server.cpu_latency")
+log = logging.getLogger("polyskill_client.cpu_latency")
 
 DEVICE = "/dev/cpu_dma_latency"
 
@@ -57,3 +61,13 @@ class CpuLatencyRequest:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def hold_if_set(max_us: int) -> contextlib.AbstractContextManager:
+    """The request for a `--cpu-latency-us` setting: held as a context, a no-op for -1 (off).
+    Raises ValueError below -1 and OSError where the request is refused, before any work."""
+    if max_us == -1:
+        return contextlib.nullcontext()
+    if max_us < -1:
+        raise ValueError(f"--cpu-latency-us must be >= 0 (or -1 for off), got {max_us}")
+    return CpuLatencyRequest(max_us)
