@@ -42,7 +42,7 @@ class CpuLatencyRequest:
             raise OSError(
                 f"cannot request a CPU wake-up latency of {max_us} us: opening {device} failed "
                 f"({e.strerror}). It needs Linux and write access to {device} (root, or a udev "
-                "rule granting the serving user); or leave --cpu-latency-us at -1 (off)") from None
+                "rule granting this user); or leave --cpu-latency-us at -1 (off)") from None
         try:
             os.write(self._fd, struct.pack("i", max_us))  # the kernel reads one s32
         except OSError:
