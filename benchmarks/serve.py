@@ -13,6 +13,7 @@ generator runs here and its CPU time is reported next to the server's (both shar
   (4) B=1 streamed p50 / bare in-process step p50;                                        <= 1.6
   (5), (6) ONNX vs PyTorch step, and step latency during a hot swap: see serve_swap.py
       (`--parts onnx swap` runs only those).
+  `--parts wakeup`: (1) and (4) with and without idle CPUs polling, interleaved (serve_wakeup.py).
 """
 
 from __future__ import annotations
@@ -288,6 +289,19 @@ def _spread(values: list[float]) -> dict[str, float]:
             "max": float(max(values)), "n": len(values)}
 
 
+def available_backends(name: str, *ckpts: str) -> list[str]:
+    """torch, and onnx where the checkpoints export (ONNX is optional: torch alone otherwise)."""
+    try:
+        from polyskill.agent.export_onnx import export_checkpoint
+
+        for ckpt in ckpts:
+            export_checkpoint(ckpt)
+    except Exception as e:  # noqa: BLE001 - report torch alone, say why
+        print(f"{name}: ONNX backend unavailable ({e}); torch only", file=sys.stderr)
+        return ["torch"]
+    return ["torch", "onnx"]
+
+
 def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, object]:
     """(1)-(4) for one model, per backend (torch, and onnx when ONNX Runtime imports).
 
@@ -298,15 +312,7 @@ def bench_model(name: str, ckpt: str, ckpt512: str, quick: bool) -> dict[str, ob
 
     keep_large_blocks()  # the server's allocator settings, so that the bare baselines get them too
     steps, secs, sessions, rounds = (300, 1.5, 256, 2) if quick else (1000, 3.0, 256, 3)
-    backends = ["torch"]
-    try:
-        from polyskill.agent.export_onnx import export_checkpoint
-
-        export_checkpoint(ckpt)
-        export_checkpoint(ckpt512)
-        backends.append("onnx")
-    except Exception as e:  # noqa: BLE001 - ONNX is optional: report torch alone
-        print(f"{name}: ONNX backend unavailable ({e}); torch only", file=sys.stderr)
+    backends = available_backends(name, ckpt, ckpt512)
     out: dict[str, object] = {"model": name, "backends": backends, "rounds": rounds,
                               "baselines": BASELINES}
     env = {"POLYSKILL_MAX_SESSIONS": str(sessions)}
@@ -450,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--parts", nargs="+", default=["grpc", "onnx", "swap"],
-                        choices=["grpc", "onnx", "swap"], help="which measurements to run")
+                        choices=["grpc", "onnx", "swap", "wakeup"],
+                        help="which measurements to run (wakeup: B=1 with and without idle CPUs "
+                        "polling, interleaved; not by default, it needs /dev/cpu_dma_latency)")
     parser.add_argument("--cpu-latency-us", type=int, default=-1,
                         help="hold a CPU wake-up latency limit for the whole run, baselines "
                         "included (polyskill_client/cpu_latency.py; 0 = idle CPUs poll); -1 = off")
@@ -465,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from polyskill_client.cpu_latency import hold_if_set
 
+    if "wakeup" in args.parts and args.cpu_latency_us != -1:
+        print("bench serve: error: --parts wakeup compares runs with and without the CPU latency "
+              "request; leave --cpu-latency-us off", file=sys.stderr)
+        return 2
     try:
         request = hold_if_set(args.cpu_latency_us)
     except (OSError, ValueError) as e:
@@ -500,6 +512,12 @@ def _run(args: argparse.Namespace) -> int:
                       f" ms = {r['onnx_over_torch_b1']:.2f} (target {TARGET_ONNX_B1}) "
                       f"{'ok' if ok else 'MISS'}; B=64 {r['onnx_b64_ms']:.3f}/"
                       f"{r['torch_b64_ms']:.3f} ms = {r['onnx_over_torch_b64']:.2f}")
+            if "wakeup" in args.parts:
+                from .serve_wakeup import print_table, wakeup_ab
+
+                results.setdefault("wakeup", {})[name] = r = wakeup_ab(
+                    ckpt, available_backends(name, ckpt), *((2, 300) if args.quick else (4, 1000)))
+                print_table(name, r)
             if "swap" in args.parts:
                 other = make_checkpoint(f"{tmp}/{name}-v2", env.observation_space,
                                         env.action_space, seed=1, **cfg)
