@@ -471,16 +471,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.load_gen:
         _load_gen_main(args.load_gen)
         return 0
-    from polyskill_client.cpu_latency import hold_if_set
+    from polyskill_client.cpu_latency import hold_or_report
 
     if "wakeup" in args.parts and args.cpu_latency_us != -1:
         print("bench serve: error: --parts wakeup compares runs with and without the CPU latency "
               "request; leave --cpu-latency-us off", file=sys.stderr)
         return 2
-    try:
-        request = hold_if_set(args.cpu_latency_us)
-    except (OSError, ValueError) as e:
-        print(f"bench serve: error: {e}", file=sys.stderr)
+    request = hold_or_report(args.cpu_latency_us, "bench serve: error: ")
+    if request is None:
         return 2
     with request:  # system-wide: every process of the run, baselines and servers alike
         return _run(args)

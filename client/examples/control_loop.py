@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -164,7 +163,7 @@ class ControlLoop:
 
 def main(argv: list[str] | None = None) -> int:
     """Drive a served policy at a fixed rate with synthetic sensors (random in the spec)."""
-    from polyskill_client.cpu_latency import hold_if_set
+    from polyskill_client.cpu_latency import hold_or_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="localhost:50051")
@@ -176,10 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep CPU wake-ups under this many microseconds while running "
                         "(0 = idle CPUs poll: lower step latency, more power); -1 = off")
     args = parser.parse_args(argv)
-    try:  # NOTE: the wait for each action should not end in a slow wake-up (cpu_latency.py)
-        hold = hold_if_set(args.cpu_latency_us)
-    except (OSError, ValueError) as e:
-        print(f"control_loop: {e}", file=sys.stderr)
+    # NOTE: the wait for each action should not end in a slow wake-up (cpu_latency.py)
+    hold = hold_or_report(args.cpu_latency_us, "control_loop: ")
+    if hold is None:
         return 2
     with hold:
         return _run(args)

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import struct
+import sys
 
 log = logging.getLogger("polyskill_client.cpu_latency")
 
@@ -71,3 +72,13 @@ def hold_if_set(max_us: int) -> contextlib.AbstractContextManager:
     if max_us < -1:
         raise ValueError(f"--cpu-latency-us must be >= 0 (or -1 for off), got {max_us}")
     return CpuLatencyRequest(max_us)
+
+
+def hold_or_report(max_us: int, prefix: str) -> contextlib.AbstractContextManager | None:
+    """`hold_if_set` for a command line: None after printing `prefix` and the reason to stderr,
+    so the caller exits with 2 before any work."""
+    try:
+        return hold_if_set(max_us)
+    except (OSError, ValueError) as e:
+        print(f"{prefix}{e}", file=sys.stderr)
+        return None

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .client import PolicyClient
-from .cpu_latency import hold_if_set
+from .cpu_latency import hold_or_report
 from .errors import PolyskillError, SpecMismatch
 from .retry import RetryPolicy
 
@@ -347,10 +347,8 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             print(f"polyskill drive: {name} must be >= 1, got {value}", file=sys.stderr)
             return 2
-    try:
-        hold = hold_if_set(args.cpu_latency_us)
-    except (OSError, ValueError) as e:
-        print(f"polyskill drive: {e}", file=sys.stderr)
+    hold = hold_or_report(args.cpu_latency_us, "polyskill drive: ")
+    if hold is None:
         return 2
     with hold:
         summary = drive(args)
