@@ -72,12 +72,11 @@ class Block(nn.Module):
         positions: torch.Tensor,
         cache: KVCache,
         slots: Slots,
-        starts: torch.Tensor | None,
-    ) -> torch.Tensor:  # x: (B, 1, D)
+        mask: torch.Tensor,
+    ) -> torch.Tensor:  # x: (B, 1, D), mask: (B, 1, 1, W) valid ring entries after this write
         q, k, v = self._heads(self.ln1(x))  # (B, H, 1, hd)
         cache.write(layer, slots, positions, k[:, :, 0], v[:, :, 0])
         keys, values = cache.read(layer, slots)  # (B, H, W, hd)
-        mask = cache.valid_mask(positions, starts)[:, None, None, :]  # (B, 1, 1, W)
         y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, H, 1, hd)
         return self._out(x, y)
 
@@ -132,6 +131,7 @@ class TrajectoryTransformer(nn.Module):
         assert positions.shape == (B,), positions.shape
         h = (x + sinusoidal(positions, D)).unsqueeze(1)  # (B, 1, D)
         slots = as_slots(slot_ids, B)
+        mask = cache.valid_mask(positions, starts)[:, None, None, :]  # (B, 1, 1, W), every layer
         for layer, block in enumerate(self.blocks):
-            h = block.step(h, layer, positions, cache, slots, starts)
+            h = block.step(h, layer, positions, cache, slots, mask)
         return self.ln_f(h[:, 0])
